@@ -1,0 +1,127 @@
+// pyrnn's C++ API in one place: the dimension legend, gate orders, argument structs and
+// the per-ISA kernel table that the bindings dispatch through.
+//
+// Dimension legend (all arrays row-major, C-contiguous, time-major):
+//   T  time steps          B  batch            I  input features
+//   H  hidden units        P  output units of a step (P = proj_size for a projected LSTM,
+//                                                     else P = H)
+//   G  gates: 1 RNN, 4 LSTM (i, f, g, o), 3 GRU (r, z, n)  -- PyTorch's orders
+//
+// Kernels are compiled once per instruction set (baseline, avx2, avx512) into namespaces
+// pyrnn::baseline, pyrnn::avx2, pyrnn::avx512; each provides `kernel_table()`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pyrnn {
+
+using index = std::int64_t;
+
+enum class Cell : int {
+  RnnTanh = 0,
+  RnnRelu = 1,
+  Lstm = 2,
+  Gru = 3,              // reset gate applied after the recurrent product (PyTorch, cuDNN)
+  GruResetBefore = 4,   // reset gate applied to h before the product (ONNX linear_before_reset=0)
+};
+
+inline int gate_count(Cell cell) {
+  switch (cell) {
+    case Cell::Lstm: return 4;
+    case Cell::Gru:
+    case Cell::GruResetBefore: return 3;
+    default: return 1;
+  }
+}
+
+// Shape and mode of one layer in one direction over a whole sequence.
+struct LayerDims {
+  Cell cell;
+  index T, B, I, H, P;
+  bool reverse;     // process t = T-1 .. 0 (with lengths: each sequence from its own last step)
+  bool has_bias;
+  bool has_proj;    // LSTM with proj_size > 0 (then P < H)
+};
+
+// Forward of one layer and direction. Outputs are written in full.
+template <typename T>
+struct LayerForwardArgs {
+  const T* x;                // (T, B, I)
+  const T* h0;               // (B, P)
+  const T* c0;               // (B, H)            LSTM only, else null
+  const T* w_ih;             // (G*H, I)
+  const T* w_hh;             // (G*H, P)
+  const T* b_ih;             // (G*H)             null when !has_bias
+  const T* b_hh;             // (G*H)             null when !has_bias
+  const T* w_hr;             // (P, H)            null when !has_proj
+  const std::int64_t* lengths;  // (B), each in 1..T; null means all T
+  T* y;                      // (T, B, P)         zero at steps past a sequence's length
+  T* h_n;                    // (B, P)
+  T* c_n;                    // (B, H)            LSTM only, else null
+  T* workspace;              // training_workspace_size(dims) elements, or null (inference)
+};
+
+// Backpropagation through time of one layer and direction, through the forward call that
+// filled `workspace`. Weight and bias gradients are accumulated (+=); the rest written.
+template <typename T>
+struct LayerBackwardArgs {
+  const T* x;                // (T, B, I)         the forward's input
+  const T* w_ih;             // (G*H, I)
+  const T* w_hh;             // (G*H, P)
+  const T* w_hr;             // (P, H)            null when !has_proj
+  const std::int64_t* lengths;  // (B) or null, as in the forward
+  const T* workspace;        // as filled by the forward
+  const T* dy;               // (T, B, P)         or null (zeros)
+  const T* dh_n;             // (B, P)            or null (zeros)
+  const T* dc_n;             // (B, H)            or null (zeros); LSTM only
+  T* dx;                     // (T, B, I)
+  T* dh0;                    // (B, P)
+  T* dc0;                    // (B, H)            LSTM only, else null
+  T* dw_ih;                  // (G*H, I)          +=
+  T* dw_hh;                  // (G*H, P)          +=
+  T* db_ih;                  // (G*H)             +=, null when !has_bias
+  T* db_hh;                  // (G*H)             +=, null when !has_bias
+  T* dw_hr;                  // (P, H)            +=, null when !has_proj
+};
+
+enum class MathFn : int { Exp = 0, Sigmoid = 1, Tanh = 2 };
+
+// Everything one instruction set provides. Chosen once at import (csrc/isa.cpp).
+struct KernelTable {
+  const char* name;
+
+  // Elements of the training workspace a forward call needs for `dims`.
+  index (*training_workspace_size)(const LayerDims& dims);
+
+  void (*layer_forward_f32)(const LayerDims&, const LayerForwardArgs<float>&);
+  void (*layer_forward_f64)(const LayerDims&, const LayerForwardArgs<double>&);
+  void (*layer_backward_f32)(const LayerDims&, const LayerBackwardArgs<float>&);
+  void (*layer_backward_f64)(const LayerDims&, const LayerBackwardArgs<double>&);
+
+  // C(M,N) = beta*C + op(A)(M,K) op(B)(K,N); op transposes when the flag is set.
+  void (*gemm_f32)(bool trans_a, bool trans_b, index M, index N, index K, const float* A,
+                   index lda, const float* B, index ldb, float beta, float* C, index ldc);
+  void (*gemm_f64)(bool trans_a, bool trans_b, index M, index N, index K, const double* A,
+                   index lda, const double* B, index ldb, double beta, double* C, index ldc);
+
+  // y[i] = fn(x[i]) with the vectorised approximations the cells use (x == y allowed).
+  void (*math_f32)(MathFn fn, index n, const float* x, float* y);
+  void (*math_f64)(MathFn fn, index n, const double* x, double* y);
+};
+
+namespace baseline { const KernelTable& kernel_table(); }
+namespace avx2 { const KernelTable& kernel_table(); }
+namespace avx512 { const KernelTable& kernel_table(); }
+
+// The table in use (set once at import, overridable with PYRNN_ISA) and introspection.
+const KernelTable& active_kernels();
+const char* active_isa();
+bool isa_available(const char* name);   // compiled in and supported by this CPU
+void select_isa(const char* name);      // throws std::invalid_argument if unavailable
+
+// Threads used by native calls (default: OpenMP's default).
+int num_threads();
+void set_num_threads(int n);
+
+}  // namespace pyrnn
