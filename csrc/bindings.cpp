@@ -1,0 +1,330 @@
+// The only place that touches Python objects for the layer kernels: checks every array
+// (dtype, contiguity, shape), allocates outputs, releases the GIL and calls the kernel table.
+// The Python layer (pyrnn/layers.py) validates user input with friendlier messages first;
+// these checks are the last line of defence, so a bad call can never crash the process.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <omp.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pyrnn.h"
+
+namespace py = pybind11;
+using namespace pyrnn;
+
+void bind_testing(py::module_& m);  // bindings_testing.cpp
+
+namespace {
+
+Cell parse_cell(const std::string& name) {
+  if (name == "rnn_tanh") return Cell::RnnTanh;
+  if (name == "rnn_relu") return Cell::RnnRelu;
+  if (name == "lstm") return Cell::Lstm;
+  if (name == "gru") return Cell::Gru;
+  if (name == "gru_reset_before") return Cell::GruResetBefore;
+  throw py::value_error("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '" +
+                        name + "'");
+}
+
+std::string shape_str(const std::vector<index>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::string shape_of(const py::array& a) {
+  std::vector<index> shape(a.shape(), a.shape() + a.ndim());
+  return shape_str(shape);
+}
+
+// Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it.
+template <typename T>
+py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<index>& shape) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = arr.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " +
+                          shape_of(arr));
+  return py::reinterpret_borrow<py::array_t<T>>(arr);
+}
+
+template <typename T>
+const T* in_ptr(const std::optional<py::array_t<T>>& a) { return a ? a->data() : nullptr; }
+
+template <typename T>
+T* out_ptr(std::optional<py::array_t<T>>& a) { return a ? a->mutable_data() : nullptr; }
+
+template <typename T>
+std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name,
+                                               const std::vector<index>& shape) {
+  if (obj.is_none()) return std::nullopt;
+  return checked<T>(obj, name, shape);
+}
+
+// A writable gradient accumulator: must be C-contiguous, writable, of dtype T.
+template <typename T>
+std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name,
+                                           const std::vector<index>& shape) {
+  auto a = optional_checked<T>(obj, name, shape);
+  if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
+  return a;
+}
+
+std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, index T, index B) {
+  if (obj.is_none()) return std::nullopt;
+  auto lengths = checked<std::int64_t>(obj, "lengths", {B});
+  auto l = lengths.template unchecked<1>();
+  for (index b = 0; b < B; ++b)
+    if (l(b) < 1 || l(b) > T)
+      throw py::value_error("lengths[" + std::to_string(b) + "] = " + std::to_string(l(b)) +
+                            " is outside 1.." + std::to_string(T));
+  return lengths;
+}
+
+// What a training-mode forward leaves for its backward. Opaque to Python.
+struct LayerCache {
+  LayerDims dims;
+  std::string cell_name;
+  py::array x;                       // the forward's input (kept alive, not copied)
+  py::object lengths;                // int64 (B,) or None
+  py::array workspace;               // training_workspace_size(dims) elements
+};
+
+template <typename T>
+py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, const py::object& h0_obj,
+                       const py::object& c0_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
+                       const py::object& b_ih_obj, const py::object& b_hh_obj,
+                       const py::object& w_hr_obj, const py::object& lengths_obj, bool reverse,
+                       bool training) {
+  const Cell cell = parse_cell(cell_name);
+  if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got " + shape_of(x_obj));
+  LayerDims d{};
+  d.cell = cell;
+  d.T = x_obj.shape(0);
+  d.B = x_obj.shape(1);
+  d.I = x_obj.shape(2);
+  d.reverse = reverse;
+  const index G = gate_count(cell);
+  if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
+    throw py::value_error("w_hh must be a 2-D array (G*H, P)");
+  auto w_hh_arr = py::reinterpret_borrow<py::array>(w_hh_obj);
+  d.H = w_hh_arr.shape(0) / G;
+  d.P = w_hh_arr.shape(1);
+  d.has_bias = !b_ih_obj.is_none();
+  d.has_proj = !w_hr_obj.is_none();
+  if (d.has_proj && cell != Cell::Lstm) throw py::value_error("w_hr (projection) is LSTM only");
+  if (!d.has_proj && d.P != d.H)
+    throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh_arr));
+  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
+
+  auto x = checked<T>(x_obj, "x", {d.T, d.B, d.I});
+  auto h0 = checked<T>(h0_obj, "h0", {d.B, d.P});
+  auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
+  auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
+  auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
+  auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
+  auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  std::optional<py::array_t<T>> c0;
+  if (cell == Cell::Lstm) {
+    if (c0_obj.is_none()) throw py::value_error("c0 is required for the LSTM");
+    c0 = checked<T>(c0_obj, "c0", {d.B, d.H});
+  } else if (!c0_obj.is_none()) {
+    throw py::value_error("c0 is only for the LSTM");
+  }
+  auto lengths = checked_lengths(lengths_obj, d.T, d.B);
+
+  const auto& kt = active_kernels();
+  py::array_t<T> y({d.T, d.B, d.P});
+  py::array_t<T> h_n({d.B, d.P});
+  std::optional<py::array_t<T>> c_n;
+  if (cell == Cell::Lstm) c_n = py::array_t<T>({d.B, d.H});
+  std::optional<py::array_t<T>> workspace;
+  if (training) workspace = py::array_t<T>(kt.training_workspace_size(d));
+
+  LayerForwardArgs<T> a{};
+  a.x = x.data();
+  a.h0 = h0.data();
+  a.c0 = in_ptr(c0);
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.b_ih = in_ptr(b_ih);
+  a.b_hh = in_ptr(b_hh);
+  a.w_hr = in_ptr(w_hr);
+  a.lengths = lengths ? lengths->data() : nullptr;
+  a.y = y.mutable_data();
+  a.h_n = h_n.mutable_data();
+  a.c_n = out_ptr(c_n);
+  a.workspace = out_ptr(workspace);
+  {
+    py::gil_scoped_release release;
+    if constexpr (std::is_same_v<T, float>) kt.layer_forward_f32(d, a);
+    else kt.layer_forward_f64(d, a);
+  }
+  py::object c_n_out = c_n ? py::object(*c_n) : py::none();
+  py::object cache = py::none();
+  if (training) {
+    LayerCache lc{d, cell_name, x, lengths ? py::object(*lengths) : py::none(), *workspace};
+    cache = py::cast(std::move(lc));
+  }
+  return py::make_tuple(y, h_n, c_n_out, cache);
+}
+
+py::tuple layer_forward(const std::string& cell, const py::array& x, const py::object& h0,
+                        const py::object& c0, const py::object& w_ih, const py::object& w_hh,
+                        const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
+                        const py::object& lengths, bool reverse, bool training) {
+  if (x.dtype().is(py::dtype::of<float>()))
+    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training);
+  if (x.dtype().is(py::dtype::of<double>()))
+    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training);
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+template <typename T>
+py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, const py::object& dy_obj,
+                        const py::object& dh_n_obj, const py::object& dc_n_obj,
+                        const py::object& w_ih_obj, const py::object& w_hh_obj,
+                        const py::object& w_hr_obj, const py::object& dw_ih_obj,
+                        const py::object& dw_hh_obj, const py::object& db_ih_obj,
+                        const py::object& db_hh_obj, const py::object& dw_hr_obj) {
+  const LayerDims& d = cache.dims;
+  if (cell_name != cache.cell_name)
+    throw py::value_error("cache was made by a '" + cache.cell_name + "' forward, not '" + cell_name + "'");
+  const index G = gate_count(d.cell);
+  auto x = checked<T>(cache.x, "cache.x", {d.T, d.B, d.I});
+  auto workspace = checked<T>(cache.workspace, "cache.workspace",
+                              {active_kernels().training_workspace_size(d)});
+  auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
+  auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
+  if (d.has_proj == w_hr_obj.is_none()) throw py::value_error("w_hr must be given exactly when the forward had a projection");
+  auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  auto dy = optional_checked<T>(dy_obj, "dy", {d.T, d.B, d.P});
+  auto dh_n = optional_checked<T>(dh_n_obj, "dh_n", {d.B, d.P});
+  std::optional<py::array_t<T>> dc_n;
+  if (d.cell == Cell::Lstm) dc_n = optional_checked<T>(dc_n_obj, "dc_n", {d.B, d.H});
+  else if (!dc_n_obj.is_none()) throw py::value_error("dc_n is only for the LSTM");
+  auto dw_ih = grad_checked<T>(dw_ih_obj, "dw_ih", {G * d.H, d.I});
+  auto dw_hh = grad_checked<T>(dw_hh_obj, "dw_hh", {G * d.H, d.P});
+  if (!dw_ih || !dw_hh) throw py::value_error("dw_ih and dw_hh are required");
+  auto db_ih = grad_checked<T>(db_ih_obj, "db_ih", {G * d.H});
+  auto db_hh = grad_checked<T>(db_hh_obj, "db_hh", {G * d.H});
+  if (d.has_bias != (db_ih && db_hh)) throw py::value_error("db_ih and db_hh must be given exactly when the layer has biases");
+  auto dw_hr = grad_checked<T>(dw_hr_obj, "dw_hr", {d.P, d.H});
+  if (d.has_proj != dw_hr.has_value()) throw py::value_error("dw_hr must be given exactly when the layer has a projection");
+  std::optional<py::array_t<std::int64_t>> lengths;
+  if (!cache.lengths.is_none()) lengths = checked<std::int64_t>(cache.lengths, "cache.lengths", {d.B});
+
+  py::array_t<T> dx({d.T, d.B, d.I});
+  py::array_t<T> dh0({d.B, d.P});
+  std::optional<py::array_t<T>> dc0;
+  if (d.cell == Cell::Lstm) dc0 = py::array_t<T>({d.B, d.H});
+
+  LayerBackwardArgs<T> a{};
+  a.x = x.data();
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.w_hr = in_ptr(w_hr);
+  a.lengths = lengths ? lengths->data() : nullptr;
+  a.workspace = workspace.data();
+  a.dy = in_ptr(dy);
+  a.dh_n = in_ptr(dh_n);
+  a.dc_n = in_ptr(dc_n);
+  a.dx = dx.mutable_data();
+  a.dh0 = dh0.mutable_data();
+  a.dc0 = out_ptr(dc0);
+  a.dw_ih = out_ptr(dw_ih);
+  a.dw_hh = out_ptr(dw_hh);
+  a.db_ih = out_ptr(db_ih);
+  a.db_hh = out_ptr(db_hh);
+  a.dw_hr = out_ptr(dw_hr);
+  {
+    py::gil_scoped_release release;
+    const auto& kt = active_kernels();
+    if constexpr (std::is_same_v<T, float>) kt.layer_backward_f32(d, a);
+    else kt.layer_backward_f64(d, a);
+  }
+  return py::make_tuple(dx, dh0, dc0 ? py::object(*dc0) : py::none());
+}
+
+py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, const py::object& dy,
+                         const py::object& dh_n, const py::object& dc_n, const py::object& w_ih,
+                         const py::object& w_hh, const py::object& w_hr, const py::object& dw_ih,
+                         const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
+                         const py::object& dw_hr) {
+  if (!py::isinstance<LayerCache>(cache_obj))
+    throw py::type_error("cache must be the LayerCache returned by a training-mode layer_forward");
+  const auto& cache = cache_obj.cast<const LayerCache&>();
+  if (cache.x.dtype().is(py::dtype::of<float>()))
+    return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
+  return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
+}
+
+py::list available_isas() {
+  py::list out;
+  for (const char* name : {"baseline", "avx2", "avx512"})
+    if (isa_available(name)) out.append(name);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pyrnn's native kernels (private: use the pyrnn package)";
+
+  py::class_<LayerCache>(m, "LayerCache", "What a training-mode forward keeps for its backward (opaque).")
+      .def_property_readonly("nbytes", [](const LayerCache& c) { return c.workspace.nbytes(); });
+
+  m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
+        py::arg("lengths"), py::arg("reverse"), py::arg("training"),
+        "One layer, one direction, whole sequence. Returns (y, h_n, c_n or None, cache or None).");
+  m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
+        py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
+        py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),
+        "BPTT through the forward that made `cache`; accumulates weight gradients in place. "
+        "Returns (dx, dh0, dc0 or None).");
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &num_threads);
+  m.def("active_isa", &active_isa);
+  m.def("available_isas", &available_isas);
+  m.def("select_isa", [](const std::string& name) {
+    try {
+      select_isa(name.c_str());
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("name"));
+  m.def("compiler", [] {
+#if defined(__clang__)
+    return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return std::string("gcc ") + __VERSION__;
+#else
+    return std::string("unknown");
+#endif
+  });
+  m.def("openmp_version", [] { return _OPENMP; });
+  m.def("omp_max_threads", [] { return omp_get_max_threads(); });
+
+  bind_testing(m);
+
+  // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
+  try {
+    active_kernels();
+  } catch (const std::invalid_argument& e) {
+    throw py::import_error(e.what());
+  }
+}

@@ -1,0 +1,81 @@
+// Bindings of the building-block kernels (GEMM, vectorised math) so that tests and
+// benchmarks can check them against NumPy on every instruction set.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "pyrnn.h"
+
+namespace py = pybind11;
+using namespace pyrnn;
+
+namespace {
+
+template <typename T>
+py::array_t<T> gemm_impl(bool trans_a, bool trans_b, const py::array_t<T, 0>& A,
+                         const py::array_t<T, 0>& B, T beta, py::object C_obj) {
+  if (A.ndim() != 2 || B.ndim() != 2) throw py::value_error("gemm: A and B must be 2-D");
+  if (!(A.flags() & py::array::c_style) || !(B.flags() & py::array::c_style))
+    throw py::value_error("gemm: A and B must be C-contiguous");
+  const index M = trans_a ? A.shape(1) : A.shape(0);
+  const index K = trans_a ? A.shape(0) : A.shape(1);
+  const index KB = trans_b ? B.shape(1) : B.shape(0);
+  const index N = trans_b ? B.shape(0) : B.shape(1);
+  if (K != KB) throw py::value_error("gemm: inner dimensions differ: " + std::to_string(K) + " vs " + std::to_string(KB));
+  py::array_t<T> C({M, N});
+  if (!C_obj.is_none()) {
+    auto C_in = C_obj.cast<py::array_t<T, py::array::c_style | py::array::forcecast>>();
+    if (C_in.ndim() != 2 || C_in.shape(0) != M || C_in.shape(1) != N)
+      throw py::value_error("gemm: C has the wrong shape");
+    std::copy(C_in.data(), C_in.data() + M * N, C.mutable_data());
+  } else if (beta != T(0)) {
+    throw py::value_error("gemm: beta != 0 needs C");
+  }
+  const T* a = A.data();
+  const T* b = B.data();
+  T* c = C.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const auto& kt = active_kernels();
+    if constexpr (std::is_same_v<T, float>)
+      kt.gemm_f32(trans_a, trans_b, M, N, K, a, A.shape(1), b, B.shape(1), beta, c, N);
+    else
+      kt.gemm_f64(trans_a, trans_b, M, N, K, a, A.shape(1), b, B.shape(1), beta, c, N);
+  }
+  return C;
+}
+
+MathFn parse_math(const std::string& name) {
+  if (name == "exp") return MathFn::Exp;
+  if (name == "sigmoid") return MathFn::Sigmoid;
+  if (name == "tanh") return MathFn::Tanh;
+  throw py::value_error("math function must be exp, sigmoid or tanh; got '" + name + "'");
+}
+
+template <typename T>
+py::array_t<T> math_impl(const std::string& name, const py::array_t<T, py::array::c_style>& x) {
+  const MathFn fn = parse_math(name);
+  py::array_t<T> y(x.request().shape);
+  const index n = x.size();
+  const T* in = x.data();
+  T* out = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const auto& kt = active_kernels();
+    if constexpr (std::is_same_v<T, float>) kt.math_f32(fn, n, in, out);
+    else kt.math_f64(fn, n, in, out);
+  }
+  return y;
+}
+
+}  // namespace
+
+void bind_testing(py::module_& m) {
+  m.def("_gemm_f32", &gemm_impl<float>, py::arg("trans_a"), py::arg("trans_b"), py::arg("A"),
+        py::arg("B"), py::arg("beta") = 0.0f, py::arg("C") = py::none());
+  m.def("_gemm_f64", &gemm_impl<double>, py::arg("trans_a"), py::arg("trans_b"), py::arg("A"),
+        py::arg("B"), py::arg("beta") = 0.0, py::arg("C") = py::none());
+  m.def("_math_f32", &math_impl<float>, py::arg("fn"), py::arg("x"));
+  m.def("_math_f64", &math_impl<double>, py::arg("fn"), py::arg("x"));
+}

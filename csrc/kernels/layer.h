@@ -1,0 +1,16 @@
+// One recurrent layer in one direction over a whole sequence: forward and BPTT.
+#pragma once
+
+#include "kernels/common.h"
+
+namespace pyrnn::PYRNN_ISA {
+
+index training_workspace_size(const LayerDims& dims);
+
+template <typename T>
+void layer_forward(const LayerDims& dims, const LayerForwardArgs<T>& args);
+
+template <typename T>
+void layer_backward(const LayerDims& dims, const LayerBackwardArgs<T>& args);
+
+}  // namespace pyrnn::PYRNN_ISA
