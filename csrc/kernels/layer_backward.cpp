@@ -1,0 +1,330 @@
+// Backpropagation through time of one layer in one direction.
+//
+// The time loop runs in one OpenMP parallel region, in the reverse of the forward's order.
+// Per step each thread (a) turns the gradient of its units' outputs into gate
+// pre-activation gradients dG (element-wise, from the activated gates the forward kept),
+// then, after a barrier, (b) computes its columns of the previous state's gradient,
+// dh_prev = dG W_hh (+ the direct paths), and the padding rows pass dh through unchanged.
+// After the loop, dW_ih, dW_hh, dx and the bias gradients are one GEMM (or sum) each over
+// all T*B rows.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/layer.h"
+#include "kernels/layer_plan.h"
+
+namespace pyrnn::PYRNN_ISA {
+namespace {
+
+template <typename T>
+struct BackwardContext {
+  const LayerDims& d;
+  const LayerBackwardArgs<T>& a;
+  index G, GH;
+  UnitBlocks blocks;       // hidden units
+  UnitBlocks out_blocks;   // columns of the state gradient (P)
+  Workspace<const T> ws;
+  T* dG;                   // (T, B, G*H) gate pre-activation gradients (input side)
+  T* dhn;                  // (T, B, H)   GRU: gradient of h W_hn^T + b_hn
+  T* dh_proj;              // (T, B, P)   projected LSTM: gradient of each step's output h
+  T* dgh;                  // (B, G*H)    GRU: this step's hidden-side gate gradients
+  T* dhraw;                // (B, H)      projected LSTM: gradient of o*tanh(c); GRU-rb: d(r*h)
+  T* direct;               // (B, H)      GRU: the z*dh path straight into dh_prev
+  PackedB<T> w_rec;        // W_hh (G*H, P)   (GRU reset-before: rows of r and z only)
+  PackedB<T> w_n;          // GRU reset-before: W_hn (H, H)
+  PackedB<T> w_proj;       // W_hr (P, H)
+};
+
+template <typename T>
+struct BackStep {
+  index t;
+  const T* dh_in;          // (B, P) gradient of the state leaving step t (without dy)
+  T* dh_out;               // (B, P) gradient of the state entering step t
+  const T* dy;             // (B, P) or null
+  T* dG;                   // (B, G*H) rows of step t
+};
+
+// ---- element-wise gate gradients: one row b, units [u0, u1) ----
+
+template <typename T>
+T output_grad(const BackStep<T>& s, index b, index P, index u) {
+  return s.dh_in[b * P + u] + (s.dy ? s.dy[b * P + u] : T(0));
+}
+
+template <typename T>
+void rnn_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  const index H = c.d.H;
+  const T* h = c.ws.gates + (s.t * c.d.B + b) * H;
+  T* dg = s.dG + b * H;
+  const bool tanh = c.d.cell == Cell::RnnTanh;
+  for (index u = u0; u < u1; ++u) {
+    const T dh = output_grad(s, b, H, u);
+    dg[u] = tanh ? dh * (T(1) - h[u] * h[u]) : (h[u] > T(0) ? dh : T(0));
+  }
+}
+
+// dc (B, H) is the running cell-state gradient, updated in place to dc_prev.
+template <typename T>
+void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1, T* dc) {
+  const index H = c.d.H, row = s.t * c.d.B + b;
+  const T* gt = c.ws.gates + row * 4 * H;
+  const T *i = gt, *f = gt + H, *g = gt + 2 * H, *o = gt + 3 * H;
+  const T* c_prev = c.ws.cprev + row * H;
+  const T* tc = c.ws.tanhc + row * H;
+  T* dg = s.dG + b * 4 * H;
+  T* dcb = dc + b * H;
+  for (index u = u0; u < u1; ++u) {
+    const T dh = c.d.has_proj ? c.dhraw[b * H + u] : output_grad(s, b, H, u);
+    const T dct = dcb[u] + dh * o[u] * (T(1) - tc[u] * tc[u]);
+    dg[u] = dct * g[u] * i[u] * (T(1) - i[u]);
+    dg[H + u] = dct * c_prev[u] * f[u] * (T(1) - f[u]);
+    dg[2 * H + u] = dct * i[u] * (T(1) - g[u] * g[u]);
+    dg[3 * H + u] = dh * tc[u] * o[u] * (T(1) - o[u]);
+    dcb[u] = dct * f[u];
+  }
+}
+
+// GRU, reset after the product: h' = n + z (h - n), n = tanh(x_n + r * hn), hn = h W_hn^T + b_hn.
+template <typename T>
+void gru_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  const index H = c.d.H, row = s.t * c.d.B + b;
+  const T* gt = c.ws.gates + row * 3 * H;
+  const T *r = gt, *z = gt + H, *n = gt + 2 * H;
+  const T* hn = c.ws.hn_lin + row * H;
+  const T* h_prev = c.ws.hprev + row * H;
+  T* dg = s.dG + b * 3 * H;
+  T* dgh = c.dgh + b * 3 * H;
+  T* dhn = c.dhn + row * H;
+  for (index u = u0; u < u1; ++u) {
+    const T dh = output_grad(s, b, H, u);
+    const T dn = dh * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
+    const T dz = dh * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
+    const T dr = dn * hn[u] * r[u] * (T(1) - r[u]);
+    dg[u] = dgh[u] = dr;
+    dg[H + u] = dgh[H + u] = dz;
+    dg[2 * H + u] = dn;
+    dgh[2 * H + u] = dhn[u] = dn * r[u];
+    c.direct[b * H + u] = dh * z[u];
+  }
+}
+
+// GRU, reset before the product, first phase: the n and z gradients and the direct path.
+template <typename T>
+void gru_rb_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  const index H = c.d.H, row = s.t * c.d.B + b;
+  const T* gt = c.ws.gates + row * 3 * H;
+  const T *z = gt + H, *n = gt + 2 * H;
+  const T* h_prev = c.ws.hprev + row * H;
+  T* dg = s.dG + b * 3 * H;
+  for (index u = u0; u < u1; ++u) {
+    const T dh = output_grad(s, b, H, u);
+    dg[H + u] = dh * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
+    dg[2 * H + u] = dh * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
+    c.direct[b * H + u] = dh * z[u];
+  }
+}
+
+// Second phase, given d(r*h) of the row: the r gradient and r's share of the direct path.
+template <typename T>
+void gru_rb_reset_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  const index H = c.d.H, row = s.t * c.d.B + b;
+  const T* r = c.ws.gates + row * 3 * H;
+  const T* h_prev = c.ws.hprev + row * H;
+  const T* drh = c.dhraw + b * H;
+  T* dg = s.dG + b * 3 * H;
+  for (index u = u0; u < u1; ++u) {
+    dg[u] = drh[u] * h_prev[u] * r[u] * (T(1) - r[u]);
+    c.direct[b * H + u] += drh[u] * r[u];
+  }
+}
+
+template <typename T>
+void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range mine_out, T* dc) {
+  const LayerDims& d = c.d;
+  const index B = d.B, H = d.H, P = d.P, G = c.G;
+  const std::int64_t* len = c.a.lengths;
+  const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
+  const index p_begin = c.out_blocks.begin(mine_out.begin), p_end = c.out_blocks.begin(mine_out.end);
+
+  if (d.has_proj) {
+    // Gradient of this step's projected output, then of o*tanh(c) for own units.
+    T* dh_step = c.dh_proj + s.t * B * P;
+    for (index b = 0; b < B; ++b)
+      for (index p = p_begin; p < p_end; ++p)
+        dh_step[b * P + p] = step_valid(len, b, s.t) ? output_grad(s, b, P, p) : T(0);
+#pragma omp barrier
+    if (u_end > u_begin) gemm_packed<T>(B, u_begin, u_end, dh_step, P, c.w_proj, T(0), c.dhraw, H);
+  }
+
+  for (index b = 0; b < B; ++b) {
+    if (!step_valid(len, b, s.t)) {
+      for (index g = 0; g < G; ++g)
+        std::fill(s.dG + b * c.GH + g * H + u_begin, s.dG + b * c.GH + g * H + u_end, T(0));
+      if (d.cell == Cell::Gru) {
+        for (index g = 0; g < G; ++g)
+          std::fill(c.dgh + b * c.GH + g * H + u_begin, c.dgh + b * c.GH + g * H + u_end, T(0));
+        std::fill(c.dhn + (s.t * B + b) * H + u_begin, c.dhn + (s.t * B + b) * H + u_end, T(0));
+      }
+      continue;
+    }
+    switch (d.cell) {
+      case Cell::RnnTanh:
+      case Cell::RnnRelu: rnn_row(c, s, b, u_begin, u_end); break;
+      case Cell::Lstm: lstm_row(c, s, b, u_begin, u_end, dc); break;
+      case Cell::Gru: gru_row(c, s, b, u_begin, u_end); break;
+      case Cell::GruResetBefore: gru_rb_row(c, s, b, u_begin, u_end); break;
+    }
+  }
+
+  if (d.cell == Cell::GruResetBefore) {
+    // d(r*h) = dn W_hn needs every unit's dn.
+#pragma omp barrier
+    if (u_end > u_begin)
+      gemm_packed<T>(B, u_begin, u_end, s.dG + 2 * H, c.GH, c.w_n, T(0), c.dhraw, H);
+    for (index b = 0; b < B; ++b)
+      if (step_valid(len, b, s.t)) gru_rb_reset_row(c, s, b, u_begin, u_end);
+  }
+
+  // dh_prev = dG W_hh needs every unit's dG.
+#pragma omp barrier
+  if (p_end > p_begin) {
+    switch (d.cell) {
+      case Cell::Gru:
+        gemm_packed<T>(B, p_begin, p_end, c.dgh, c.GH, c.w_rec, T(0), s.dh_out, P);
+        break;
+      default:
+        gemm_packed<T>(B, p_begin, p_end, s.dG, c.GH, c.w_rec, T(0), s.dh_out, P);
+    }
+  }
+  const bool gru = d.cell == Cell::Gru || d.cell == Cell::GruResetBefore;
+  for (index b = 0; b < B; ++b) {
+    T* out = s.dh_out + b * P;
+    if (!step_valid(len, b, s.t)) {
+      std::copy(s.dh_in + b * P + p_begin, s.dh_in + b * P + p_end, out + p_begin);
+    } else if (gru) {
+      for (index p = p_begin; p < p_end; ++p) out[p] += c.direct[b * H + p];
+    }
+  }
+}
+
+template <typename T>
+void add_column_sums(T* out, const T* m, index rows, index cols, index ld) {
+  for (index r = 0; r < rows; ++r)
+    for (index k = 0; k < cols; ++k) out[k] += m[r * ld + k];
+}
+
+}  // namespace
+
+template <typename T>
+void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
+  FlushDenormals ftz;
+  const index B = d.B, H = d.H, P = d.P, TT = d.T, I = d.I;
+  const bool lstm = d.cell == Cell::Lstm;
+  auto copy_or_zero = [](const T* src, T* dst, index n) {
+    if (src) std::copy(src, src + n, dst);
+    else std::fill(dst, dst + n, T(0));
+  };
+  if (TT == 0 || B == 0) {
+    copy_or_zero(a.dh_n, a.dh0, B * P);
+    if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);
+    std::fill(a.dx, a.dx + TT * B * I, T(0));
+    return;
+  }
+  const index G = gate_count(d.cell), GH = G * H, TB = TT * B;
+  const index width = unit_block_width<T>();
+  BackwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
+  c.ws = carve_workspace(d, a.workspace);
+
+  // Every buffer is allocated here, before the time loop.
+  const bool gru = d.cell == Cell::Gru, gru_rb = d.cell == Cell::GruResetBefore;
+  std::vector<T> dG(static_cast<size_t>(TB * GH));
+  std::vector<T> per_call(static_cast<size_t>((gru ? TB * H : 0) + (d.has_proj ? TB * P : 0)));
+  std::vector<T> per_step(static_cast<size_t>(B * GH + 2 * B * H + 2 * B * P));
+  c.dG = dG.data();
+  c.dhn = gru ? per_call.data() : nullptr;
+  c.dh_proj = d.has_proj ? per_call.data() + (gru ? TB * H : 0) : nullptr;
+  c.dgh = per_step.data();
+  c.dhraw = c.dgh + B * GH;
+  c.direct = c.dhraw + B * H;
+  T* dh_ping = c.direct + B * H;
+
+  if (gru_rb) {
+    pack_b<T>(false, 2 * H, P, a.w_hh, P, c.w_rec);
+    pack_b<T>(false, H, H, a.w_hh + 2 * H * P, P, c.w_n);
+  } else {
+    pack_b<T>(false, GH, P, a.w_hh, P, c.w_rec);
+  }
+  if (d.has_proj) pack_b<T>(false, P, H, a.w_hr, H, c.w_proj);
+
+  copy_or_zero(a.dh_n, dh_ping, B * P);
+  if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);  // dc0 doubles as the running dc
+
+  const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
+  const int nt = loop_threads(flops_per_step, std::min(c.blocks.count, c.out_blocks.count));
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz_thread;
+    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+    const Range mine = thread_share(c.blocks.count, tid, nthreads);
+    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+    for (index s = 0; s < TT; ++s) {
+      const index t = d.reverse ? s : TT - 1 - s;
+      BackStep<T> step{t,
+                       dh_ping + (s % 2) * B * P,
+                       s == TT - 1 ? a.dh0 : dh_ping + ((s + 1) % 2) * B * P,
+                       a.dy ? a.dy + t * B * P : nullptr,
+                       c.dG + t * B * GH};
+      run_step(c, step, mine, mine_out, a.dc0);
+#pragma omp barrier
+    }
+  }
+
+  // Weight, bias and input gradients: one product over all T*B rows each.
+  const T* hprev = c.ws.hprev;
+  gemm<T>(false, false, TB, I, GH, c.dG, GH, a.w_ih, I, T(0), a.dx, I);
+  // Padding steps never enter the sum: 0 * NaN from padded input would otherwise leak.
+  std::vector<T> x_valid;
+  const T* x = a.x;
+  if (a.lengths) {
+    x_valid.assign(a.x, a.x + TB * I);
+    for (index row = 0; row < TB; ++row)
+      if (!step_valid(a.lengths, row % B, row / B))
+        std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
+    x = x_valid.data();
+  }
+  gemm<T>(true, false, GH, I, TB, c.dG, GH, x, I, T(1), a.dw_ih, I);
+  if (gru || gru_rb) {
+    gemm<T>(true, false, 2 * H, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
+    if (gru) {
+      gemm<T>(true, false, H, P, TB, c.dhn, H, hprev, P, T(1), a.dw_hh + 2 * H * P, P);
+    } else {
+      // dW_hn = dn^T (r*h); padding rows have dn = 0.
+      std::vector<T> rh(static_cast<size_t>(TB * H));
+      for (index row = 0; row < TB; ++row) {
+        const bool valid = step_valid(a.lengths, row % B, row / B);
+        for (index u = 0; u < H; ++u)
+          rh[row * H + u] = valid ? c.ws.gates[row * GH + u] * hprev[row * H + u] : T(0);
+      }
+      gemm<T>(true, false, H, P, TB, c.dG + 2 * H, GH, rh.data(), H, T(1), a.dw_hh + 2 * H * P, P);
+    }
+  } else {
+    gemm<T>(true, false, GH, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
+  }
+  if (d.has_proj) gemm<T>(true, false, P, H, TB, c.dh_proj, P, c.ws.hraw, H, T(1), a.dw_hr, H);
+  if (d.has_bias) {
+    add_column_sums(a.db_ih, c.dG, TB, GH, GH);
+    if (gru) {
+      add_column_sums(a.db_hh, c.dG, TB, 2 * H, GH);
+      add_column_sums(a.db_hh + 2 * H, c.dhn, TB, H, H);
+    } else {
+      add_column_sums(a.db_hh, c.dG, TB, GH, GH);
+    }
+  }
+}
+
+template void layer_backward<float>(const LayerDims&, const LayerBackwardArgs<float>&);
+template void layer_backward<double>(const LayerDims&, const LayerBackwardArgs<double>&);
+
+}  // namespace pyrnn::PYRNN_ISA

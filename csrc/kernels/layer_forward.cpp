@@ -1,0 +1,341 @@
+// Forward pass of one layer in one direction over a whole sequence.
+//
+// 1. The input projection of every step is one GEMM: xg (T*B, G*H) = x W_ih^T + folded bias.
+// 2. One OpenMP parallel region runs the time loop. Each thread owns fixed blocks of hidden
+//    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
+//    its units at once), then immediately applies bias, activations and the state update
+//    while that block is in cache. A barrier ends each step (state is double-buffered).
+// 3. Training keeps a compact workspace (layer_plan.h) for BPTT; inference keeps nothing.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/layer.h"
+#include "kernels/layer_plan.h"
+#include "kernels/math.h"
+
+namespace pyrnn::PYRNN_ISA {
+namespace {
+
+// Everything a thread needs to run one step; pointers are for the current step.
+template <typename T>
+struct Step {
+  index t;                 // real time of this step
+  const T* h_in;           // (B, P) state entering the step
+  T* h_out;                // (B, P) state leaving it
+  const T* c_in;           // (B, H) LSTM
+  T* c_out;                // (B, H) LSTM (may equal c_in)
+  T* xg;                   // (B, G*H) input projection of this step; activated gates in training
+  T* y;                    // (B, P) output rows of this step
+};
+
+template <typename T>
+struct ForwardContext {
+  const LayerDims& d;
+  const LayerForwardArgs<T>& a;
+  index G, GH;
+  UnitBlocks blocks;       // hidden units
+  UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
+  Workspace<T> ws;         // null members in inference
+  PackedB<T> w_rec;        // gate-blocked W_hh^T (GRU reset-before: rows of r, z only)
+  PackedB<T> w_rec_n;      // GRU reset-before: W_hn^T
+  PackedB<T> w_proj;       // W_hr^T
+  T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
+  T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
+  T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
+};
+
+// ---- element-wise parts, one row b and one unit block [u0, u0+n) at a time ----
+
+// z (G*n): gate-blocked recurrent products of the block; x: natural-order row of xg.
+template <typename T>
+void add_input(T* z, const T* x, index G, index H, index u0, index n) {
+  for (index g = 0; g < G; ++g)
+    for (index k = 0; k < n; ++k) z[g * n + k] += x[g * H + u0 + k];
+}
+
+template <typename T>
+void store_gates(T* x, const T* z, index G, index H, index u0, index n) {
+  for (index g = 0; g < G; ++g) std::copy(z + g * n, z + (g + 1) * n, x + g * H + u0);
+}
+
+template <typename T>
+void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+  const index H = c.d.H;
+  add_input(z, s.xg + b * c.GH, 1, H, u0, n);
+  if (c.d.cell == Cell::RnnTanh) vtanh(n, z, z);
+  else for (index k = 0; k < n; ++k) z[k] = z[k] > T(0) ? z[k] : T(0);
+  std::copy(z, z + n, s.h_out + b * H + u0);
+  std::copy(z, z + n, s.y + b * H + u0);
+  if (c.ws.gates) std::copy(z, z + n, s.xg + b * c.GH + u0);
+}
+
+template <typename T>
+void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+  const index H = c.d.H, P = c.d.P;
+  add_input(z, s.xg + b * c.GH, 4, H, u0, n);
+  vsigmoid(2 * n, z, z);            // i, f
+  vtanh(n, z + 2 * n, z + 2 * n);   // g
+  vsigmoid(n, z + 3 * n, z + 3 * n);  // o
+  const T *i = z, *f = z + n, *g = z + 2 * n, *o = z + 3 * n;
+  const T* c_prev = s.c_in + b * H + u0;
+  T* c_next = s.c_out + b * H + u0;
+  T* tc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : c.scratch + b * H + u0;
+  for (index k = 0; k < n; ++k) {
+    c_next[k] = f[k] * c_prev[k] + i[k] * g[k];
+    tc[k] = c_next[k];
+  }
+  vtanh(n, tc, tc);
+  T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
+  for (index k = 0; k < n; ++k) h[k] = o[k] * tc[k];
+  if (!c.d.has_proj) std::copy(h, h + n, s.y + b * P + u0);
+  if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 4, H, u0, n);
+}
+
+// GRU, reset gate after the product (PyTorch): n = tanh(x_n + r * (h W_hn^T + b_hn)).
+template <typename T>
+void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+  const index H = c.d.H;
+  const T* x = s.xg + b * c.GH;
+  add_input(z, x, 2, H, u0, n);  // r, z (their b_hh is folded into xg)
+  T* hn = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : c.scratch + b * H + u0;
+  for (index k = 0; k < n; ++k) hn[k] = z[2 * n + k] + (c.a.b_hh ? c.a.b_hh[2 * H + u0 + k] : T(0));
+  vsigmoid(2 * n, z, z);
+  T *r = z, *u = z + n, *nn = z + 2 * n;
+  for (index k = 0; k < n; ++k) nn[k] = x[2 * H + u0 + k] + r[k] * hn[k];
+  vtanh(n, nn, nn);
+  const T* h_prev = s.h_in + b * H + u0;
+  T* h = s.h_out + b * H + u0;
+  for (index k = 0; k < n; ++k) h[k] = nn[k] + u[k] * (h_prev[k] - nn[k]);
+  std::copy(h, h + n, s.y + b * H + u0);
+  if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 3, H, u0, n);
+}
+
+// GRU, reset gate before the product (ONNX default): first phase r, z and r*h.
+template <typename T>
+void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+  const index H = c.d.H;
+  add_input(z, s.xg + b * c.GH, 2, H, u0, n);
+  vsigmoid(2 * n, z, z);
+  const T* h_prev = s.h_in + b * H + u0;
+  T* rh = c.scratch + b * H + u0;
+  for (index k = 0; k < n; ++k) rh[k] = z[k] * h_prev[k];
+}
+
+// Second phase: hn (n): (r*h) W_hn^T of the block; z_rz: the block's r, z from phase one.
+template <typename T>
+void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
+                      const T* z_rz, T* hn) {
+  const index H = c.d.H;
+  const T* x = s.xg + b * c.GH;
+  for (index k = 0; k < n; ++k) hn[k] += x[2 * H + u0 + k];
+  vtanh(n, hn, hn);
+  const T* u = z_rz + n;
+  const T* h_prev = s.h_in + b * H + u0;
+  T* h = s.h_out + b * H + u0;
+  for (index k = 0; k < n; ++k) h[k] = hn[k] + u[k] * (h_prev[k] - hn[k]);
+  std::copy(h, h + n, s.y + b * H + u0);
+  if (c.ws.gates) {
+    T* g = s.xg + b * c.GH;
+    std::copy(z_rz, z_rz + n, g + u0);
+    std::copy(z_rz + n, z_rz + 2 * n, g + H + u0);
+    std::copy(hn, hn + n, g + 2 * H + u0);
+  }
+}
+
+// Padding row: the state carries through, the output is zero.
+template <typename T>
+void carry_row(const Step<T>& s, index b, index width, index c0, index c1) {
+  std::copy(s.h_in + b * width + c0, s.h_in + b * width + c1, s.h_out + b * width + c0);
+  std::fill(s.y + b * width + c0, s.y + b * width + c1, T(0));
+}
+
+// ---- one step for the calling thread's blocks ----
+
+template <typename T>
+void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out) {
+  const LayerDims& d = c.d;
+  const index B = d.B, H = d.H, G = c.G;
+  const auto& blk = c.blocks;
+  const std::int64_t* len = c.a.lengths;
+  const index u_begin = blk.begin(mine.begin), u_end = blk.begin(mine.end);
+  const index Gr = d.cell == Cell::GruResetBefore ? 2 : G;  // gates in the first product
+
+  if (u_end > u_begin)
+    gemm_packed<T>(B, Gr * u_begin, Gr * u_end, s.h_in, d.P, c.w_rec, T(0), c.hg, Gr * H);
+
+  for (index j = mine.begin; j < mine.end; ++j) {
+    const index u0 = blk.begin(j), n = blk.end(j) - u0;
+    for (index b = 0; b < B; ++b) {
+      T* z = c.hg + b * Gr * H + Gr * u0;
+      if (!step_valid(len, b, s.t)) {
+        if (d.cell == Cell::Lstm) {
+          std::copy(s.c_in + b * H + u0, s.c_in + b * H + u0 + n, s.c_out + b * H + u0);
+          if (d.has_proj) std::fill(c.hraw + b * H + u0, c.hraw + b * H + u0 + n, T(0));
+          else carry_row(s, b, H, u0, u0 + n);
+        } else if (d.cell == Cell::GruResetBefore) {
+          std::fill(c.scratch + b * H + u0, c.scratch + b * H + u0 + n, T(0));  // r*h
+        } else {
+          carry_row(s, b, H, u0, u0 + n);
+        }
+        continue;
+      }
+      switch (d.cell) {
+        case Cell::RnnTanh:
+        case Cell::RnnRelu: rnn_row(c, s, b, u0, n, z); break;
+        case Cell::Lstm: lstm_row(c, s, b, u0, n, z); break;
+        case Cell::Gru: gru_row(c, s, b, u0, n, z); break;
+        case Cell::GruResetBefore: gru_rb_gates_row(c, s, b, u0, n, z); break;
+      }
+    }
+  }
+
+  if (d.cell == Cell::GruResetBefore) {
+    // n needs r*h of every unit: wait for all threads, then multiply by W_hn.
+#pragma omp barrier
+    T* hn = c.hraw;  // (B, H) reused as the n-gate buffer
+    if (u_end > u_begin) gemm_packed<T>(B, u_begin, u_end, c.scratch, H, c.w_rec_n, T(0), hn, H);
+    for (index j = mine.begin; j < mine.end; ++j) {
+      const index u0 = blk.begin(j), n = blk.end(j) - u0;
+      for (index b = 0; b < B; ++b) {
+        if (!step_valid(len, b, s.t)) {
+          carry_row(s, b, H, u0, u0 + n);
+          continue;
+        }
+        gru_rb_state_row(c, s, b, u0, n, c.hg + b * 2 * H + 2 * u0, hn + b * H + u0);
+      }
+    }
+  }
+
+  if (d.has_proj) {
+    // h = (o * tanh c) W_hr^T needs every unit of the step: wait, then project own columns.
+#pragma omp barrier
+    const index p0 = c.out_blocks.begin(mine_out.begin), p1 = c.out_blocks.begin(mine_out.end);
+    if (p1 > p0) gemm_packed<T>(B, p0, p1, c.hraw, H, c.w_proj, T(0), s.h_out, d.P);
+    for (index b = 0; b < B; ++b) {
+      if (!step_valid(len, b, s.t)) {
+        carry_row(s, b, d.P, p0, p1);
+      } else {
+        std::copy(s.h_out + b * d.P + p0, s.h_out + b * d.P + p1, s.y + b * d.P + p0);
+      }
+    }
+    if (c.ws.hraw)
+      for (index j = mine.begin; j < mine.end; ++j) {
+        const index u0 = blk.begin(j), u1 = blk.end(j);
+        for (index b = 0; b < B; ++b)
+          std::copy(c.hraw + b * H + u0, c.hraw + b * H + u1, c.ws.hraw + (s.t * B + b) * H + u0);
+      }
+  }
+}
+
+// Adds the biases that can be folded into the input projection: all of them, except GRU's
+// b_hn when the reset gate multiplies h W_hn^T + b_hn (added per step instead).
+template <typename T>
+void add_folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, T* xg, index rows, index GH) {
+  if (!d.has_bias) return;
+  std::vector<T> bias(a.b_ih, a.b_ih + GH);
+  const index hh_end = d.cell == Cell::Gru ? 2 * d.H : GH;
+  for (index k = 0; k < hh_end; ++k) bias[k] += a.b_hh[k];
+  for (index r = 0; r < rows; ++r) {
+    T* row = xg + r * GH;
+    for (index k = 0; k < GH; ++k) row[k] += bias[k];
+  }
+}
+
+}  // namespace
+
+index training_workspace_size(const LayerDims& dims) { return workspace_layout(dims).total; }
+
+template <typename T>
+void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
+  FlushDenormals ftz;
+  const index B = d.B, H = d.H, P = d.P, TT = d.T;
+  const bool lstm = d.cell == Cell::Lstm;
+  if (TT == 0 || B == 0) {
+    std::copy(a.h0, a.h0 + B * P, a.h_n);
+    if (lstm) std::copy(a.c0, a.c0 + B * H, a.c_n);
+    return;
+  }
+  const index G = gate_count(d.cell), GH = G * H, TB = TT * B;
+  const index width = unit_block_width<T>();
+  ForwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
+
+  // Every buffer is allocated here, before the time loop.
+  std::vector<T> xg_inference, buffers;
+  T* xg;
+  if (a.workspace) {
+    c.ws = carve_workspace(d, a.workspace);
+    xg = c.ws.gates;
+  } else {
+    xg_inference.resize(static_cast<size_t>(TB * GH));
+    xg = xg_inference.data();
+  }
+  const index state_buffers = a.workspace ? 0 : 2 * B * P;
+  buffers.resize(static_cast<size_t>(B * GH + 2 * B * H + state_buffers));
+  c.hg = buffers.data();
+  c.hraw = c.hg + B * GH;
+  c.scratch = c.hraw + B * H;
+  T* ping = c.scratch + B * H;
+
+  gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
+  add_folded_bias(d, a, xg, TB, GH);
+
+  if (d.cell == Cell::GruResetBefore) {
+    pack_gate_blocked(a.w_hh, 2, c.blocks, P, c.w_rec);
+    pack_b<T>(true, P, H, a.w_hh + 2 * H * P, P, c.w_rec_n);
+  } else {
+    pack_gate_blocked(a.w_hh, G, c.blocks, P, c.w_rec);
+  }
+  if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, c.w_proj);
+
+  // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
+  // it) and the final one into h_n; inference ping-pongs between two buffers.
+  auto h_slot_in = [&](index s, index t) -> const T* {
+    if (c.ws.hprev) return c.ws.hprev + t * B * P;
+    return s == 0 ? a.h0 : ping + (s % 2) * B * P;
+  };
+  auto h_slot_out = [&](index s, index t) -> T* {
+    if (s == TT - 1) return a.h_n;
+    const index t_next = d.reverse ? t - 1 : t + 1;
+    if (c.ws.hprev) return c.ws.hprev + t_next * B * P;
+    return ping + ((s + 1) % 2) * B * P;
+  };
+  auto c_slot_in = [&](index t) -> const T* {
+    return c.ws.cprev ? c.ws.cprev + t * B * H : a.c_n;
+  };
+  auto c_slot_out = [&](index s, index t) -> T* {
+    if (!c.ws.cprev || s == TT - 1) return a.c_n;
+    return c.ws.cprev + (d.reverse ? t - 1 : t + 1) * B * H;
+  };
+  const index t_first = d.reverse ? TT - 1 : 0;
+  if (c.ws.hprev) std::copy(a.h0, a.h0 + B * P, c.ws.hprev + t_first * B * P);
+  if (lstm) std::copy(a.c0, a.c0 + B * H, c.ws.cprev ? c.ws.cprev + t_first * B * H : a.c_n);
+
+  const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
+  const int nt = loop_threads(flops_per_step, c.blocks.count);
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz_thread;
+    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+    const Range mine = thread_share(c.blocks.count, tid, nthreads);
+    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+    for (index s = 0; s < TT; ++s) {
+      const index t = d.reverse ? TT - 1 - s : s;
+      Step<T> step{t,
+                   h_slot_in(s, t),
+                   h_slot_out(s, t),
+                   lstm ? c_slot_in(t) : nullptr,
+                   lstm ? c_slot_out(s, t) : nullptr,
+                   xg + t * B * GH,
+                   a.y + t * B * P};
+      run_step(c, step, mine, mine_out);
+#pragma omp barrier
+    }
+  }
+}
+
+template void layer_forward<float>(const LayerDims&, const LayerForwardArgs<float>&);
+template void layer_forward<double>(const LayerDims&, const LayerForwardArgs<double>&);
+
+}  // namespace pyrnn::PYRNN_ISA

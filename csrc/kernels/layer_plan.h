@@ -1,0 +1,130 @@
+// What the forward and backward time loops share: the training workspace layout, the
+// split of hidden units into blocks owned by threads, gate-blocked weight packing, and the
+// scoped denormal flush.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
+#include "kernels/common.h"
+#include "kernels/gemm.h"
+
+namespace pyrnn::PYRNN_ISA {
+
+// Views into the training workspace; every array is indexed by real time t, (T, B, X).
+template <typename T>
+struct Workspace {
+  T* hprev = nullptr;   // (T, B, P)   state entering step t (frozen state on padding)
+  T* gates = nullptr;   // (T, B, G*H) activated gates, PyTorch order; holds x W_ih^T + b first
+  T* cprev = nullptr;   // (T, B, H)   LSTM: cell state entering step t
+  T* tanhc = nullptr;   // (T, B, H)   LSTM: tanh(c_t)
+  T* hraw = nullptr;    // (T, B, H)   projected LSTM: o * tanh(c_t) before W_hr (0 on padding)
+  T* hn_lin = nullptr;  // (T, B, H)   GRU (reset after): h W_hn^T + b_hn
+};
+
+// Offsets of the workspace arrays (-1: absent for this cell) and the total element count.
+struct WorkspaceLayout {
+  index hprev = -1, gates = -1, cprev = -1, tanhc = -1, hraw = -1, hn_lin = -1;
+  index total = 0;
+};
+
+inline WorkspaceLayout workspace_layout(const LayerDims& d) {
+  const index TB = d.T * d.B, G = gate_count(d.cell);
+  WorkspaceLayout l;
+  auto take = [&l](index& offset, index count) {
+    offset = l.total;
+    l.total += count;
+  };
+  take(l.hprev, TB * d.P);
+  take(l.gates, TB * G * d.H);
+  if (d.cell == Cell::Lstm) {
+    take(l.cprev, TB * d.H);
+    take(l.tanhc, TB * d.H);
+    if (d.has_proj) take(l.hraw, TB * d.H);
+  }
+  if (d.cell == Cell::Gru) take(l.hn_lin, TB * d.H);
+  return l;
+}
+
+template <typename T>
+Workspace<T> carve_workspace(const LayerDims& d, T* base) {
+  const WorkspaceLayout l = workspace_layout(d);
+  auto at = [base](index offset) { return offset < 0 ? nullptr : base + offset; };
+  return {at(l.hprev), at(l.gates), at(l.cprev), at(l.tanhc), at(l.hraw), at(l.hn_lin)};
+}
+
+// Hidden units are split into fixed blocks; a thread owns a contiguous run of blocks for
+// the whole call, so its slice of the recurrent weights stays in its cache. Blocks do not
+// depend on the thread count, which keeps results bitwise identical for any thread count.
+struct UnitBlocks {
+  index total, width, count;
+  UnitBlocks(index total_, index width_)
+      : total(total_), width(width_), count((total_ + width_ - 1) / width_) {}
+  index begin(index j) const { return std::min(j * width, total); }
+  index end(index j) const { return std::min((j + 1) * width, total); }
+};
+
+struct Range {
+  index begin, end;
+};
+
+// Blocks [begin, end) of `count` for thread `tid` of `nt`.
+inline Range thread_share(index count, int tid, int nt) {
+  return {count * tid / nt, count * (tid + 1) / nt};
+}
+
+template <typename T>
+index unit_block_width() {
+  const index panel = packed_panel_width<T>();
+  return panel * ((16 + panel - 1) / panel);
+}
+
+// Threads worth using for a time loop doing `flops_per_step` over `parts` blocks: a
+// barrier per step costs about a microsecond, so small steps stay on one thread.
+inline int loop_threads(double flops_per_step, index parts) {
+  constexpr double kMinFlopsPerThread = 60000.0;
+  index nt = std::min<index>(num_threads(), parts);
+  nt = std::min<index>(nt, static_cast<index>(flops_per_step / kMinFlopsPerThread));
+  return static_cast<int>(std::max<index>(nt, 1));
+}
+
+// Packs op(B) = W^T for W (G*H, K) with the columns reordered gate-blocked: for each unit
+// block j, gate 0's units of the block, then gate 1's, ... A block's G*n columns are then
+// contiguous, so one product gives a thread every gate of its units.
+template <typename T>
+void pack_gate_blocked(const T* W, index G, const UnitBlocks& blocks, index K, PackedB<T>& out) {
+  const index H = blocks.total;
+  std::vector<T> reordered(static_cast<size_t>(G * H * K));
+  T* dst = reordered.data();
+  for (index j = 0; j < blocks.count; ++j)
+    for (index g = 0; g < G; ++g)
+      for (index u = blocks.begin(j); u < blocks.end(j); ++u, dst += K)
+        std::copy(W + (g * H + u) * K, W + (g * H + u + 1) * K, dst);
+  pack_b<T>(true, K, G * H, reordered.data(), K, out);
+}
+
+// Flush denormals to zero (and treat denormal inputs as zero) while alive; restores the
+// caller's mode. Denormal gate values otherwise slow every FMA that touches them.
+class FlushDenormals {
+ public:
+#if defined(__x86_64__) || defined(__i386__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#else
+  FlushDenormals() = default;
+#endif
+};
+
+// Row b is inside its sequence at time t.
+inline bool step_valid(const std::int64_t* lengths, index b, index t) {
+  return lengths == nullptr || t < lengths[b];
+}
+
+}  // namespace pyrnn::PYRNN_ISA
