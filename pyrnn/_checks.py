@@ -93,6 +93,9 @@ def float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), "
                         f"got dtype {arr.dtype}")
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        # e.g. a broadcast view whose copy would not fit: refuse before allocating
+        fits_in_memory(arr.size, dtype, f"a contiguous {np.dtype(dtype).name} copy of {name}")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
