@@ -94,9 +94,9 @@ class _RecurrentLayer(ParameterModule):
         c0 = self._initial_state(c0, "c0", B, self.hidden_size, batched) if is_lstm else None
         lengths = _checks.lengths(lengths, T, B, batched)
         training = self.training
+        self._check_memory(T, B)
         if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
             xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
-        self._check_memory(T, B)
 
         if T == 0 or B == 0:  # nothing to compute: the states pass through unchanged
             y = np.zeros((T, B, self.num_directions * self.output_size), self.dtype)

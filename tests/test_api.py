@@ -412,3 +412,15 @@ def test_backend_switch():
     with pytest.raises(ValueError):
         with use_backend("gpu"):
             pass
+
+
+def test_unbatched_lengths_may_be_a_scalar():
+    gru = pyrnn.GRU(I, H, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, I)).astype(np.float32)
+    y1, h1 = gru(x, lengths=3)
+    y2, h2 = gru(x, lengths=[3])
+    y3, h3 = gru(x[:3])
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(y1[:3], y3, atol=1e-6)
+    np.testing.assert_allclose(h1, h3, atol=1e-6)
+    assert np.all(y1[3:] == 0)

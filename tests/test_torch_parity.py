@@ -232,3 +232,11 @@ def test_from_torch_rejects_the_wrong_module():
         pyrnn.LSTM.from_torch(torch.nn.GRU(3, 4))
     with pytest.raises(TypeError, match="torch.nn.GRUCell"):
         pyrnn.GRUCell.from_torch(torch.nn.GRU(3, 4))
+
+
+def test_torch_tensors_are_accepted_as_input():
+    module = torch.nn.LSTM(I, H, batch_first=True)
+    layer = pyrnn.LSTM.from_torch(module)
+    x = torch.randn(B, T, I, requires_grad=True)
+    y, (h_n, _) = layer(x, (torch.zeros(1, B, H), None), lengths=torch.tensor([5, 3, 1]))
+    assert isinstance(y, np.ndarray) and y.shape == (B, T, H)
