@@ -193,6 +193,76 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
 }
 
 template <typename T>
+py::tuple step_impl(const std::string& cell_name, const py::array& x_obj, const py::object& h_obj,
+                    const py::object& c_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
+                    const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
+  const Cell cell = parse_cell(cell_name);
+  if (x_obj.ndim() != 2) throw py::value_error("x: expected shape (B, I), got " + shape_of(x_obj));
+  const pyrnn::index G = gate_count(cell);
+  if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
+    throw py::value_error("w_hh must be a 2-D array (G*H, P)");
+  auto w_hh_arr = py::reinterpret_borrow<py::array>(w_hh_obj);
+  LayerDims d{};
+  d.cell = cell;
+  d.T = 1;
+  d.B = x_obj.shape(0);
+  d.I = x_obj.shape(1);
+  d.H = w_hh_arr.shape(0) / G;
+  d.P = w_hh_arr.shape(1);
+  d.has_bias = !b_ih_obj.is_none();
+  d.has_proj = !w_hr_obj.is_none();
+  if (d.has_proj && cell != Cell::Lstm) throw py::value_error("w_hr (projection) is LSTM only");
+  if (!d.has_proj && d.P != d.H)
+    throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh_arr));
+  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
+  auto x = checked<T>(x_obj, "x", {d.B, d.I});
+  auto h = checked<T>(h_obj, "h", {d.B, d.P});
+  auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
+  auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
+  auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
+  auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
+  auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  std::optional<py::array_t<T>> c, c_new;
+  if (cell == Cell::Lstm) {
+    if (c_obj.is_none()) throw py::value_error("c is required for the LSTM");
+    c = checked<T>(c_obj, "c", {d.B, d.H});
+    c_new = py::array_t<T>({d.B, d.H});
+  } else if (!c_obj.is_none()) {
+    throw py::value_error("c is only for the LSTM");
+  }
+  py::array_t<T> h_new({d.B, d.P});
+  LayerForwardArgs<T> a{};
+  a.x = x.data();
+  a.h0 = h.data();
+  a.c0 = in_ptr(c);
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.b_ih = in_ptr(b_ih);
+  a.b_hh = in_ptr(b_hh);
+  a.w_hr = in_ptr(w_hr);
+  a.y = h_new.mutable_data();
+  a.h_n = a.y;
+  a.c_n = out_ptr(c_new);
+  {
+    py::gil_scoped_release release;
+    const auto& kt = active_kernels();
+    if constexpr (std::is_same_v<T, float>) kt.layer_step_f32(d, a);
+    else kt.layer_step_f64(d, a);
+  }
+  return py::make_tuple(h_new, c_new ? py::object(*c_new) : py::none());
+}
+
+py::tuple layer_step(const std::string& cell, const py::array& x, const py::object& h,
+                     const py::object& c, const py::object& w_ih, const py::object& w_hh,
+                     const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
+  if (x.dtype().is(py::dtype::of<float>()))
+    return step_impl<float>(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr);
+  if (x.dtype().is(py::dtype::of<double>()))
+    return step_impl<double>(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr);
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+template <typename T>
 py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, const py::object& dy_obj,
                         const py::object& dh_n_obj, const py::object& dc_n_obj,
                         const py::object& w_ih_obj, const py::object& w_hh_obj,
@@ -290,6 +360,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
         py::arg("lengths"), py::arg("reverse"), py::arg("training"),
         "One layer, one direction, whole sequence. Returns (y, h_n, c_n or None, cache or None).");
+  m.def("layer_step", &layer_step, py::arg("cell"), py::arg("x"), py::arg("h"), py::arg("c"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
+        "One inference step of one layer and direction: x (B, I), h (B, P), c (B, H) or None. "
+        "Returns (h_new, c_new or None).");
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),

@@ -96,6 +96,9 @@ struct KernelTable {
 
   void (*layer_forward_f32)(const LayerDims&, const LayerForwardArgs<float>&);
   void (*layer_forward_f64)(const LayerDims&, const LayerForwardArgs<double>&);
+  // One step (dims.T == 1) for streaming inference; y may be the same buffer as h_n.
+  void (*layer_step_f32)(const LayerDims&, const LayerForwardArgs<float>&);
+  void (*layer_step_f64)(const LayerDims&, const LayerForwardArgs<double>&);
   void (*layer_backward_f32)(const LayerDims&, const LayerBackwardArgs<float>&);
   void (*layer_backward_f64)(const LayerDims&, const LayerBackwardArgs<double>&);
 

@@ -10,6 +10,10 @@ index training_workspace_size(const LayerDims& dims);
 template <typename T>
 void layer_forward(const LayerDims& dims, const LayerForwardArgs<T>& args);
 
+// One step of a layer (dims.T == 1, no lengths, no workspace) for streaming inference.
+template <typename T>
+void layer_step(const LayerDims& dims, const LayerForwardArgs<T>& args);
+
 template <typename T>
 void layer_backward(const LayerDims& dims, const LayerBackwardArgs<T>& args);
 

@@ -14,6 +14,7 @@
 #include "kernels/layer.h"
 #include "kernels/layer_plan.h"
 #include "kernels/math.h"
+#include "kernels/rowdot.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
@@ -38,6 +39,7 @@ struct ForwardContext {
   UnitBlocks blocks;       // hidden units
   UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
   Workspace<T> ws;         // null members in inference
+  bool direct;             // products on the natural weights (few rows), else packed panels
   PackedB<T> w_rec;        // gate-blocked W_hh^T (GRU reset-before: rows of r, z only)
   PackedB<T> w_rec_n;      // GRU reset-before: W_hn^T
   PackedB<T> w_proj;       // W_hr^T
@@ -45,6 +47,12 @@ struct ForwardContext {
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
 };
+
+// y may be the state buffer itself (the single-step API): copy only when distinct.
+template <typename T>
+void copy_out(const T* src, index n, T* dst) {
+  if (src != dst) std::copy(src, src + n, dst);
+}
 
 // ---- element-wise parts, one row b and one unit block [u0, u0+n) at a time ----
 
@@ -67,7 +75,7 @@ void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, in
   if (c.d.cell == Cell::RnnTanh) vtanh(n, z, z);
   else for (index k = 0; k < n; ++k) z[k] = z[k] > T(0) ? z[k] : T(0);
   std::copy(z, z + n, s.h_out + b * H + u0);
-  std::copy(z, z + n, s.y + b * H + u0);
+  copy_out(z, n, s.y + b * H + u0);
   if (c.ws.gates) std::copy(z, z + n, s.xg + b * c.GH + u0);
 }
 
@@ -89,7 +97,7 @@ void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
   vtanh(n, tc, tc);
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   for (index k = 0; k < n; ++k) h[k] = o[k] * tc[k];
-  if (!c.d.has_proj) std::copy(h, h + n, s.y + b * P + u0);
+  if (!c.d.has_proj) copy_out(h, n, s.y + b * P + u0);
   if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 4, H, u0, n);
 }
 
@@ -108,7 +116,7 @@ void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, in
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   for (index k = 0; k < n; ++k) h[k] = nn[k] + u[k] * (h_prev[k] - nn[k]);
-  std::copy(h, h + n, s.y + b * H + u0);
+  copy_out(h, n, s.y + b * H + u0);
   if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 3, H, u0, n);
 }
 
@@ -135,7 +143,7 @@ void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, ind
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   for (index k = 0; k < n; ++k) h[k] = hn[k] + u[k] * (h_prev[k] - hn[k]);
-  std::copy(h, h + n, s.y + b * H + u0);
+  copy_out(h, n, s.y + b * H + u0);
   if (c.ws.gates) {
     T* g = s.xg + b * c.GH;
     std::copy(z_rz, z_rz + n, g + u0);
@@ -151,6 +159,58 @@ void carry_row(const Step<T>& s, index b, index width, index c0, index c1) {
   std::fill(s.y + b * width + c0, s.y + b * width + c1, T(0));
 }
 
+// ---- the products of a step, on packed panels or (few rows) the natural weights ----
+
+// hg (B, Gr*H), gate-blocked columns of the calling thread's units: h W_hh^T.
+template <typename T>
+void recurrent_product(const ForwardContext<T>& c, const T* h_in, index Gr, Range mine) {
+  const index B = c.d.B, H = c.d.H, P = c.d.P;
+  const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
+  if (u_end == u_begin) return;
+  if (!c.direct) {
+    gemm_packed<T>(B, Gr * u_begin, Gr * u_end, h_in, P, c.w_rec, T(0), c.hg, Gr * H);
+    return;
+  }
+  for (index j = mine.begin; j < mine.end; ++j) {
+    const index u0 = c.blocks.begin(j), n = c.blocks.end(j) - u0;
+    for (index g = 0; g < Gr; ++g)
+      dot_rows<T>(B, n, P, h_in, P, c.a.w_hh + (g * H + u0) * P, P, c.hg + Gr * u0 + g * n, Gr * H, false);
+  }
+}
+
+// GRU reset-before: hn (B, H) columns [u_begin, u_end) = (r*h) W_hn^T.
+template <typename T>
+void reset_product(const ForwardContext<T>& c, index u_begin, index u_end, T* hn) {
+  const index B = c.d.B, H = c.d.H, P = c.d.P;
+  if (u_end == u_begin) return;
+  if (!c.direct) {
+    gemm_packed<T>(B, u_begin, u_end, c.scratch, H, c.w_rec_n, T(0), hn, H);
+    return;
+  }
+  dot_rows<T>(B, u_end - u_begin, H, c.scratch, H, c.a.w_hh + (2 * H + u_begin) * P, P, hn + u_begin, H, false);
+}
+
+// Projected LSTM: h_out (B, P) columns [p0, p1) = hraw W_hr^T.
+template <typename T>
+void projection_product(const ForwardContext<T>& c, index p0, index p1, T* h_out) {
+  const index B = c.d.B, H = c.d.H, P = c.d.P;
+  if (p1 == p0) return;
+  if (!c.direct) {
+    gemm_packed<T>(B, p0, p1, c.hraw, H, c.w_proj, T(0), h_out, P);
+    return;
+  }
+  dot_rows<T>(B, p1 - p0, H, c.hraw, H, c.a.w_hr + p0 * H, H, h_out + p0, P, false);
+}
+
+// The bias of gate column k that folds into the input projection: everything except GRU's
+// b_hn when the reset gate multiplies h W_hn^T + b_hn (added per step instead).
+template <typename T>
+T folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, index k) {
+  if (!d.has_bias) return T(0);
+  const bool hh = !(d.cell == Cell::Gru && k >= 2 * d.H);
+  return a.b_ih[k] + (hh ? a.b_hh[k] : T(0));
+}
+
 // ---- one step for the calling thread's blocks ----
 
 template <typename T>
@@ -162,8 +222,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   const index u_begin = blk.begin(mine.begin), u_end = blk.begin(mine.end);
   const index Gr = d.cell == Cell::GruResetBefore ? 2 : G;  // gates in the first product
 
-  if (u_end > u_begin)
-    gemm_packed<T>(B, Gr * u_begin, Gr * u_end, s.h_in, d.P, c.w_rec, T(0), c.hg, Gr * H);
+  recurrent_product(c, s.h_in, Gr, mine);
 
   for (index j = mine.begin; j < mine.end; ++j) {
     const index u0 = blk.begin(j), n = blk.end(j) - u0;
@@ -195,7 +254,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
     // n needs r*h of every unit: wait for all threads, then multiply by W_hn.
 #pragma omp barrier
     T* hn = c.hraw;  // (B, H) reused as the n-gate buffer
-    if (u_end > u_begin) gemm_packed<T>(B, u_begin, u_end, c.scratch, H, c.w_rec_n, T(0), hn, H);
+    reset_product(c, u_begin, u_end, hn);
     for (index j = mine.begin; j < mine.end; ++j) {
       const index u0 = blk.begin(j), n = blk.end(j) - u0;
       for (index b = 0; b < B; ++b) {
@@ -212,12 +271,12 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
     // h = (o * tanh c) W_hr^T needs every unit of the step: wait, then project own columns.
 #pragma omp barrier
     const index p0 = c.out_blocks.begin(mine_out.begin), p1 = c.out_blocks.begin(mine_out.end);
-    if (p1 > p0) gemm_packed<T>(B, p0, p1, c.hraw, H, c.w_proj, T(0), s.h_out, d.P);
+    projection_product(c, p0, p1, s.h_out);
     for (index b = 0; b < B; ++b) {
       if (!step_valid(len, b, s.t)) {
         carry_row(s, b, d.P, p0, p1);
       } else {
-        std::copy(s.h_out + b * d.P + p0, s.h_out + b * d.P + p1, s.y + b * d.P + p0);
+        copy_out(s.h_out + b * d.P + p0, p1 - p0, s.y + b * d.P + p0);
       }
     }
     if (c.ws.hraw)
@@ -229,19 +288,32 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   }
 }
 
-// Adds the biases that can be folded into the input projection: all of them, except GRU's
-// b_hn when the reset gate multiplies h W_hn^T + b_hn (added per step instead).
 template <typename T>
 void add_folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, T* xg, index rows, index GH) {
   if (!d.has_bias) return;
-  std::vector<T> bias(a.b_ih, a.b_ih + GH);
-  const index hh_end = d.cell == Cell::Gru ? 2 * d.H : GH;
-  for (index k = 0; k < hh_end; ++k) bias[k] += a.b_hh[k];
+  std::vector<T> bias(static_cast<size_t>(GH));
+  for (index k = 0; k < GH; ++k) bias[k] = folded_bias(d, a, k);
   for (index r = 0; r < rows; ++r) {
     T* row = xg + r * GH;
     for (index k = 0; k < GH; ++k) row[k] += bias[k];
   }
 }
+
+template <typename T>
+void pack_recurrent_weights(ForwardContext<T>& c) {
+  const LayerDims& d = c.d;
+  const index H = d.H, P = d.P;
+  if (d.cell == Cell::GruResetBefore) {
+    pack_gate_blocked(c.a.w_hh, 2, c.blocks, P, c.w_rec);
+    pack_b<T>(true, P, H, c.a.w_hh + 2 * H * P, P, c.w_rec_n);
+  } else {
+    pack_gate_blocked(c.a.w_hh, c.G, c.blocks, P, c.w_rec);
+  }
+  if (d.has_proj) pack_b<T>(true, H, P, c.a.w_hr, H, c.w_proj);
+}
+
+// Batches up to this many rows use the natural-layout products (rowdot.h).
+constexpr index kDirectRows = 4;
 
 }  // namespace
 
@@ -281,13 +353,9 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
   add_folded_bias(d, a, xg, TB, GH);
 
-  if (d.cell == Cell::GruResetBefore) {
-    pack_gate_blocked(a.w_hh, 2, c.blocks, P, c.w_rec);
-    pack_b<T>(true, P, H, a.w_hh + 2 * H * P, P, c.w_rec_n);
-  } else {
-    pack_gate_blocked(a.w_hh, G, c.blocks, P, c.w_rec);
-  }
-  if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, c.w_proj);
+  // A few rows read the weights once per step in any layout: skip packing them.
+  c.direct = B <= kDirectRows;
+  if (!c.direct) pack_recurrent_weights(c);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
@@ -335,7 +403,55 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   }
 }
 
+// One step (dims.T == 1) for streaming inference: no packing, no workspace, no lengths;
+// each thread computes the input and recurrent products of its own units straight from the
+// natural weights, so a batch-1 step reads every weight once and allocates only scratch.
+template <typename T>
+void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
+  FlushDenormals ftz;
+  const index B = d.B, H = d.H, P = d.P, I = d.I;
+  const bool lstm = d.cell == Cell::Lstm;
+  if (lstm) std::copy(a.c0, a.c0 + B * H, a.c_n);  // updated in place
+  if (B == 0) {
+    std::copy(a.h0, a.h0 + B * P, a.h_n);
+    return;
+  }
+  const index G = gate_count(d.cell), GH = G * H;
+  const index width = unit_block_width<T>();
+  ForwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
+  c.direct = true;
+  std::vector<T> buffers(static_cast<size_t>(2 * B * GH + 2 * B * H));
+  T* xg = buffers.data();
+  c.hg = xg + B * GH;
+  c.hraw = c.hg + B * GH;
+  c.scratch = c.hraw + B * H;
+
+  const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
+  const int nt = loop_threads(flops, c.blocks.count);
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz_thread;
+    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+    const Range mine = thread_share(c.blocks.count, tid, nthreads);
+    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+    const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
+    if (u_end > u_begin) {
+      for (index g = 0; g < G; ++g)
+        dot_rows<T>(B, u_end - u_begin, I, a.x, I, a.w_ih + (g * H + u_begin) * I, I,
+                    xg + g * H + u_begin, GH, false);
+      if (d.has_bias)
+        for (index b = 0; b < B; ++b)
+          for (index g = 0; g < G; ++g)
+            for (index u = u_begin; u < u_end; ++u) xg[b * GH + g * H + u] += folded_bias(d, a, g * H + u);
+    }
+    Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y};
+    run_step(c, step, mine, mine_out);
+  }
+}
+
 template void layer_forward<float>(const LayerDims&, const LayerForwardArgs<float>&);
 template void layer_forward<double>(const LayerDims&, const LayerForwardArgs<double>&);
+template void layer_step<float>(const LayerDims&, const LayerForwardArgs<float>&);
+template void layer_step<double>(const LayerDims&, const LayerForwardArgs<double>&);
 
 }  // namespace pyrnn::PYRNN_ISA

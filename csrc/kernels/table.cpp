@@ -24,6 +24,8 @@ const KernelTable& kernel_table() {
       &training_workspace_size,
       &layer_forward<float>,
       &layer_forward<double>,
+      &layer_step<float>,
+      &layer_step<double>,
       &layer_backward<float>,
       &layer_backward<double>,
       &gemm<float>,
