@@ -30,20 +30,20 @@ Cell parse_cell(const std::string& name) {
                         name + "'");
 }
 
-std::string shape_str(const std::vector<index>& shape) {
+std::string shape_str(const std::vector<pyrnn::index>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
 std::string shape_of(const py::array& a) {
-  std::vector<index> shape(a.shape(), a.shape() + a.ndim());
+  std::vector<pyrnn::index> shape(a.shape(), a.shape() + a.ndim());
   return shape_str(shape);
 }
 
 // Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it.
 template <typename T>
-py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<index>& shape) {
+py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<pyrnn::index>& shape) {
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
   if (!arr.dtype().is(py::dtype::of<T>()))
@@ -68,7 +68,7 @@ T* out_ptr(std::optional<py::array_t<T>>& a) { return a ? a->mutable_data() : nu
 
 template <typename T>
 std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name,
-                                               const std::vector<index>& shape) {
+                                               const std::vector<pyrnn::index>& shape) {
   if (obj.is_none()) return std::nullopt;
   return checked<T>(obj, name, shape);
 }
@@ -76,17 +76,17 @@ std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char
 // A writable gradient accumulator: must be C-contiguous, writable, of dtype T.
 template <typename T>
 std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name,
-                                           const std::vector<index>& shape) {
+                                           const std::vector<pyrnn::index>& shape) {
   auto a = optional_checked<T>(obj, name, shape);
   if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
   return a;
 }
 
-std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, index T, index B) {
+std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {
   if (obj.is_none()) return std::nullopt;
   auto lengths = checked<std::int64_t>(obj, "lengths", {B});
   auto l = lengths.template unchecked<1>();
-  for (index b = 0; b < B; ++b)
+  for (pyrnn::index b = 0; b < B; ++b)
     if (l(b) < 1 || l(b) > T)
       throw py::value_error("lengths[" + std::to_string(b) + "] = " + std::to_string(l(b)) +
                             " is outside 1.." + std::to_string(T));
@@ -116,7 +116,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   d.B = x_obj.shape(1);
   d.I = x_obj.shape(2);
   d.reverse = reverse;
-  const index G = gate_count(cell);
+  const pyrnn::index G = gate_count(cell);
   if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
     throw py::value_error("w_hh must be a 2-D array (G*H, P)");
   auto w_hh_arr = py::reinterpret_borrow<py::array>(w_hh_obj);
@@ -202,7 +202,7 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   const LayerDims& d = cache.dims;
   if (cell_name != cache.cell_name)
     throw py::value_error("cache was made by a '" + cache.cell_name + "' forward, not '" + cell_name + "'");
-  const index G = gate_count(d.cell);
+  const pyrnn::index G = gate_count(d.cell);
   auto x = checked<T>(cache.x, "cache.x", {d.T, d.B, d.I});
   auto workspace = checked<T>(cache.workspace, "cache.workspace",
                               {active_kernels().training_workspace_size(d)});

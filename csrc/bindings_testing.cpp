@@ -18,10 +18,10 @@ py::array_t<T> gemm_impl(bool trans_a, bool trans_b, const py::array_t<T, 0>& A,
   if (A.ndim() != 2 || B.ndim() != 2) throw py::value_error("gemm: A and B must be 2-D");
   if (!(A.flags() & py::array::c_style) || !(B.flags() & py::array::c_style))
     throw py::value_error("gemm: A and B must be C-contiguous");
-  const index M = trans_a ? A.shape(1) : A.shape(0);
-  const index K = trans_a ? A.shape(0) : A.shape(1);
-  const index KB = trans_b ? B.shape(1) : B.shape(0);
-  const index N = trans_b ? B.shape(0) : B.shape(1);
+  const pyrnn::index M = trans_a ? A.shape(1) : A.shape(0);
+  const pyrnn::index K = trans_a ? A.shape(0) : A.shape(1);
+  const pyrnn::index KB = trans_b ? B.shape(1) : B.shape(0);
+  const pyrnn::index N = trans_b ? B.shape(0) : B.shape(1);
   if (K != KB) throw py::value_error("gemm: inner dimensions differ: " + std::to_string(K) + " vs " + std::to_string(KB));
   py::array_t<T> C({M, N});
   if (!C_obj.is_none()) {
@@ -57,7 +57,7 @@ template <typename T>
 py::array_t<T> math_impl(const std::string& name, const py::array_t<T, py::array::c_style>& x) {
   const MathFn fn = parse_math(name);
   py::array_t<T> y(x.request().shape);
-  const index n = x.size();
+  const pyrnn::index n = x.size();
   const T* in = x.data();
   T* out = y.mutable_data();
   {
