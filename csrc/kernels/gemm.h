@@ -1,9 +1,8 @@
 // Matrix products for the recurrent kernels. Row-major throughout.
 #pragma once
 
-#include <vector>
-
 #include "kernels/common.h"
+#include "vec/aligned.h"
 
 namespace pyrnn::PYRNN_ISA {
 
@@ -20,7 +19,7 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
 template <typename T>
 struct PackedB {
   index K = 0, N = 0;
-  std::vector<T> data;  // panel layout private to gemm.cpp
+  AlignedVector<T> data;  // panel layout private to gemm.cpp (64-byte aligned)
 };
 
 template <typename T>

@@ -1,0 +1,367 @@
+// Packed-panel GEMM (the BLIS/GotoBLAS loop structure) on Vec<T>.
+//
+//   for each NC-column block of B          (B block KC x NC: shared L3)
+//     for each KC-deep slice of K          (pack B slice into NR-wide panels)
+//       for each MC-row block of A         (pack A block into MR-row strips: L2)
+//         for each NR panel                (B micro-panel KC x NR: L1)
+//           for each MR strip: micro-tile  (MR x NR accumulators in registers, FMA)
+//
+// Every element of C is one FMA chain over k = 0..K-1 in order, restarted per KC slice
+// (KC depends only on K) and the slices added to C in order. No code path (packed or direct
+// operands, tile shape, thread partition, transposes) changes that, so results are bitwise
+// identical for any thread count, and a row of C does not depend on the other rows of A.
+#include "kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <utility>
+
+#include "vec/vec.h"
+
+namespace pyrnn::PYRNN_ISA {
+namespace {
+
+template <typename T>
+struct Blocking {
+  static constexpr int W = Vec<T>::width;
+  // Micro-tile MR x NR: 2*MR accumulators + 2 B vectors + 1 broadcast fill the registers.
+  static constexpr int NR = 2 * W;
+  static constexpr int MR = (kVectorRegisters - 3) / 2;
+  // A KC x NR micro-panel of B fills half of a 32 KB L1 ...
+  static constexpr index KC = 16384 / (NR * sizeof(T));
+  // ... an MC x KC block of A about 192 KB of a 512 KB L2 ...
+  static constexpr index MC = 196608 / (KC * sizeof(T)) / MR * MR;
+  // ... and a KC x NC block of B a few MB of the shared L3.
+  static constexpr index NC = 256 * NR;
+};
+
+// Depth of the K slices: K split into equal slices of at most KC (a function of K alone).
+template <typename T>
+index slice_depth(index K) {
+  const index slices = (K + Blocking<T>::KC - 1) / Blocking<T>::KC;
+  return (K + slices - 1) / slices;
+}
+
+enum class Store { Overwrite, Scale, Accumulate };  // C = acc; C = beta*C + acc; C += acc
+
+// One R x (P*NR) tile of C from a kc-deep slice.
+//   a: packed strip (element (r, k) at a[k*MR + r]) or row-major (a[r*lda + k])
+//   b: P panels at b + p*ps_b, row k of a panel at + k*rs_b, NR readable columns each
+//   c: (R, n_valid) written, n_valid <= P*NR
+template <typename T, int R, int P, bool kPackedA>
+void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b, T* c,
+                index ldc, index n_valid, Store mode, T beta) {
+  using V = Vec<T>;
+  constexpr int W = V::width, NV = 2 * P, MR = Blocking<T>::MR;
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (index k = 0; k < kc; ++k) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W);
+    for (int r = 0; r < R; ++r) {
+      const V ar = V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+    }
+  }
+  const V vbeta = V::broadcast(beta);
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV && v * W < n_valid; ++v) {
+      T* cp = c + r * ldc + v * W;
+      const int n = static_cast<int>(std::min<index>(W, n_valid - v * W));
+      V out = acc[r][v];
+      if (mode != Store::Overwrite) {
+        const V old = n == W ? V::loadu(cp) : V::load_partial(cp, n);
+        out = mode == Store::Accumulate ? old + out : fma(vbeta, old, out);
+      }
+      if (n == W) out.storeu(cp);
+      else out.store_partial(cp, n);
+    }
+  }
+}
+
+// A strip of R < MR rows against all panels of a block; few rows leave registers for
+// several panels at once (P of them), which keeps a batch-1 product streaming B.
+template <typename T, int R, bool kPackedA>
+void short_strip(index n, index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
+                 T* c, index ldc, Store mode, T beta) {
+  constexpr int NR = Blocking<T>::NR, P = std::max(1, Blocking<T>::MR / R);
+  const index panels = (n + NR - 1) / NR;
+  index p = 0;
+  for (; p + P <= panels; p += P)
+    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+                                  std::min<index>(P * NR, n - p * NR), mode, beta);
+  for (; p < panels; ++p)
+    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+                                  std::min<index>(NR, n - p * NR), mode, beta);
+}
+
+template <typename T, bool kPackedA>
+using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, T*, index,
+                              Store, T);
+
+// short_strip for R = 1 .. MR-1, indexed by R - 1.
+template <typename T, bool kPackedA, int... Rm1>
+constexpr std::array<ShortStripFn<T, kPackedA>, sizeof...(Rm1)> short_strip_table(
+    std::integer_sequence<int, Rm1...>) {
+  return {&short_strip<T, Rm1 + 1, kPackedA>...};
+}
+
+// C block (m, n) from A block (m, kc) times B block (kc, n), B in panels as for micro_tile;
+// a is packed strips (strip s at a + s*MR*kc) or row-major with leading dimension lda.
+template <typename T, bool kPackedA>
+void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, index rs_b,
+                 index ps_b, T* c, index ldc, Store mode, T beta) {
+  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  const index strip_stride = kPackedA ? MR * kc : MR * lda;
+  const index panels = (n + NR - 1) / NR, strips = m / MR;
+  // Panels outer, strips inner: each B micro-panel is loaded into L1 once and reused.
+  for (index p = 0; p < panels; ++p)
+    for (index s = 0; s < strips; ++s)
+      micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, b + p * ps_b, rs_b, ps_b,
+                                     c + s * MR * ldc + p * NR, ldc,
+                                     std::min<index>(NR, n - p * NR), mode, beta);
+  if (const index rest = m - strips * MR; rest > 0) {
+    static constexpr auto table =
+        short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
+    table[rest - 1](n, kc, a + strips * strip_stride, lda, b, rs_b, ps_b, c + strips * MR * ldc,
+                    ldc, mode, beta);
+  }
+}
+
+// Packs op(B) (kc, n) into NR-wide panels of `panel_rows` rows (panel p at
+// dst + p*panel_rows*NR, row k at + k*NR), zero-padding the columns of the last panel.
+// op(B)(k, j) is B[k*ldb + j], or B[j*ldb + k] when trans_b.
+template <typename T>
+void pack_b_panels(bool trans_b, index kc, index n, const T* B, index ldb, T* dst,
+                   index panel_rows) {
+  using V = Vec<T>;
+  constexpr int NR = Blocking<T>::NR, W = V::width;
+  for (index p = 0; p * NR < n; ++p) {
+    const int cols = static_cast<int>(std::min<index>(NR, n - p * NR));
+    T* d = dst + p * panel_rows * NR;
+    if (!trans_b) {
+      const T* s = B + p * NR;
+      for (index k = 0; k < kc; ++k, s += ldb, d += NR) {
+        if (cols == NR) {
+          V::loadu(s).store(d);
+          V::loadu(s + W).store(d + W);
+        } else {
+          V::load_partial(s, std::min(cols, W)).store(d);
+          V::load_partial(s + W, std::max(cols - W, 0)).store(d + W);
+        }
+      }
+    } else {
+      // Reads `cols` rows of B in step (sequential streams), writes rows of the panel.
+      const T* s = B + p * NR * ldb;
+      for (index k = 0; k < kc; ++k, d += NR) {
+        for (int j = 0; j < cols; ++j) d[j] = s[j * ldb + k];
+        for (int j = cols; j < NR; ++j) d[j] = T(0);
+      }
+    }
+  }
+}
+
+// Packs op(A) (m, kc) into MR-row strips (strip s at dst + s*MR*kc, element (r, k) at
+// + k*MR + r); rows past m in the last strip are left unwritten (never read).
+// op(A)(i, k) is A[i*lda + k], or A[k*lda + i] when trans_a.
+template <typename T>
+void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* dst) {
+  constexpr int MR = Blocking<T>::MR;
+  for (index s = 0; s * MR < m; ++s) {
+    const int rows = static_cast<int>(std::min<index>(MR, m - s * MR));
+    T* d = dst + s * MR * kc;
+    if (!trans_a) {
+      const T* src = A + s * MR * lda;
+      for (index k = 0; k < kc; ++k)
+        for (int r = 0; r < rows; ++r) d[k * MR + r] = src[r * lda + k];
+    } else {
+      const T* src = A + s * MR;
+      for (index k = 0; k < kc; ++k)
+        for (int r = 0; r < rows; ++r) d[k * MR + r] = src[k * lda + r];
+    }
+  }
+}
+
+// Per-thread packing buffers, grown on demand and kept (no allocation in steady state).
+template <typename T>
+T* scratch(int which, index n) {
+  thread_local AlignedVector<T> buffers[2];
+  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
+  return buffers[which].data();
+}
+
+// C (m, n) = beta*C, for K = 0 (beta = 0 writes zeros without reading C).
+template <typename T>
+void scale_c(index m, index n, T beta, T* C, index ldc) {
+  for (index i = 0; i < m; ++i)
+    for (index j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+}
+
+// The whole product on the calling thread.
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T* A, index lda,
+                 const T* B, index ldb, T beta, T* C, index ldc) {
+  using Bk = Blocking<T>;
+  constexpr int MR = Bk::MR, NR = Bk::NR;
+  const index kc_max = slice_depth<T>(K);
+  // One strip of rows reuses nothing, so it reads A and (full panels of) B where they lie.
+  const bool direct = M <= MR;
+  const bool pack_a = trans_a || !direct;
+  const bool packed_b = trans_b || !direct;
+  const index nc_max = std::min<index>(Bk::NC, (N + NR - 1) / NR * NR);
+  T* bbuf = scratch<T>(1, kc_max * (packed_b ? nc_max : NR));
+  T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max)
+                   : nullptr;
+  for (index jc = 0; jc < N; jc += Bk::NC) {
+    const index nc = std::min<index>(Bk::NC, N - jc);
+    for (index pc = 0; pc < K; pc += kc_max) {
+      const index kc = std::min(kc_max, K - pc);
+      const Store mode = pc > 0 ? Store::Accumulate
+                                : (beta == T(0) ? Store::Overwrite : Store::Scale);
+      // B slice (kc, nc): packed panels; or full panels in place plus the partial last panel
+      // packed (reading it in place would run past the row).
+      const T* bsrc = trans_b ? B + jc * ldb + pc : B + pc * ldb + jc;
+      const index n_inplace = packed_b ? 0 : nc / NR * NR;
+      if (nc > n_inplace)
+        pack_b_panels(trans_b, kc, nc - n_inplace, bsrc + n_inplace, ldb, bbuf, kc);
+      for (index ic = 0; ic < M; ic += Bk::MC) {
+        const index mc = std::min<index>(Bk::MC, M - ic);
+        T* c = C + ic * ldc + jc;
+        auto run = [&](auto packed_a, const T* a, index lda_) {
+          constexpr bool kPackedA = decltype(packed_a)::value;
+          if (n_inplace > 0)
+            macro_block<T, kPackedA>(mc, n_inplace, kc, a, lda_, bsrc, ldb, NR, c, ldc, mode,
+                                     beta);
+          if (nc > n_inplace)
+            macro_block<T, kPackedA>(mc, nc - n_inplace, kc, a, lda_, bbuf, NR, kc * NR,
+                                     c + n_inplace, ldc, mode, beta);
+        };
+        if (pack_a) {
+          pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
+                        abuf);
+          run(std::true_type{}, abuf, 0);
+        } else {
+          run(std::false_type{}, A + ic * lda + pc, lda);
+        }
+      }
+    }
+  }
+}
+
+// Below this many flops per thread, forking costs more than it saves.
+constexpr double kMinFlopsPerThread = 1 << 20;
+
+// Threads for a product: 1 inside a parallel region or for small products.
+int gemm_threads(index M, index N, index K) {
+  if (omp_in_parallel()) return 1;
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  return static_cast<int>(std::clamp(flops / kMinFlopsPerThread, 1.0, double(num_threads())));
+}
+
+// Output split into tm row groups x tn column groups (tm * tn = threads): the one with the
+// least A and B data per thread, each group at least one MR strip / NR panel.
+struct Grid {
+  int tm, tn;
+};
+template <typename T>
+Grid choose_grid(int threads, index M, index N, index K) {
+  const index strips = (M + Blocking<T>::MR - 1) / Blocking<T>::MR;
+  const index panels = (N + Blocking<T>::NR - 1) / Blocking<T>::NR;
+  Grid best{1, 1};
+  double best_cost = -1;
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm != 0) continue;
+    const int tn = threads / tm;
+    if (tm > strips || tn > panels) continue;
+    const double cost = (double(M) / tm + double(N) / tn) * double(K);
+    if (best_cost < 0 || cost < best_cost) best = {tm, tn}, best_cost = cost;
+  }
+  return best;
+}
+
+// [begin, end) of part `i` of `parts` when `units` blocks of `unit` items (total `total`) are
+// shared out evenly.
+std::pair<index, index> share(index total, index unit, int i, int parts) {
+  const index units = (total + unit - 1) / unit;
+  return {std::min(total, units * i / parts * unit), std::min(total, units * (i + 1) / parts * unit)};
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, index lda,
+          const T* B, index ldb, T beta, T* C, index ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return scale_c(M, N, beta, C, ldc);
+  const int threads = gemm_threads(M, N, K);
+  if (threads == 1)
+    return gemm_serial(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+#pragma omp parallel num_threads(threads)
+  {
+    const Grid grid = choose_grid<T>(omp_get_num_threads(), M, N, K);
+    const int t = omp_get_thread_num();
+    if (t < grid.tm * grid.tn) {
+      const auto [m0, m1] = share(M, Blocking<T>::MR, t / grid.tn, grid.tm);
+      const auto [n0, n1] = share(N, Blocking<T>::NR, t % grid.tn, grid.tn);
+      if (m1 > m0 && n1 > n0)
+        gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, K, trans_a ? A + m0 : A + m0 * lda, lda,
+                    trans_b ? B + n0 * ldb : B + n0, ldb, beta, C + m0 * ldc + n0, ldc);
+    }
+  }
+}
+
+template <typename T>
+index packed_panel_width() {
+  return Blocking<T>::NR;
+}
+
+template <typename T>
+void pack_b(bool trans_b, index K, index N, const T* B, index ldb, PackedB<T>& out) {
+  constexpr int NR = Blocking<T>::NR;
+  out.K = K;
+  out.N = N;
+  out.data.assign((N + NR - 1) / NR * NR * K, T(0));
+  if (K > 0 && N > 0) pack_b_panels(trans_b, K, N, B, ldb, out.data.data(), K);
+}
+
+template <typename T>
+void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
+                 const PackedB<T>& Bp, T beta, T* C, index ldc) {
+  using Bk = Blocking<T>;
+  constexpr int NR = Bk::NR;
+  const index K = Bp.K;
+  if (M <= 0 || n_end <= n_begin) return;
+  if (K <= 0) return scale_c(M, n_end - n_begin, beta, C + n_begin, ldc);
+  const index kc_max = slice_depth<T>(K);
+  for (index jc = n_begin; jc < n_end; jc += Bk::NC) {
+    const index nc = std::min<index>(Bk::NC, n_end - jc);
+    const T* panels = Bp.data.data() + jc / NR * K * NR;  // panels of the full K each
+    for (index pc = 0; pc < K; pc += kc_max) {
+      const index kc = std::min(kc_max, K - pc);
+      const Store mode = pc > 0 ? Store::Accumulate
+                                : (beta == T(0) ? Store::Overwrite : Store::Scale);
+      for (index ic = 0; ic < M; ic += Bk::MC)
+        macro_block<T, false>(std::min<index>(Bk::MC, M - ic), nc, kc, A + ic * lda + pc, lda,
+                              panels + pc * NR, NR, K * NR, C + ic * ldc + jc, ldc, mode, beta);
+    }
+  }
+}
+
+template void gemm<float>(bool, bool, index, index, index, const float*, index, const float*,
+                          index, float, float*, index);
+template void gemm<double>(bool, bool, index, index, index, const double*, index,
+                           const double*, index, double, double*, index);
+template void pack_b<float>(bool, index, index, const float*, index, PackedB<float>&);
+template void pack_b<double>(bool, index, index, const double*, index, PackedB<double>&);
+template void gemm_packed<float>(index, index, index, const float*, index, const PackedB<float>&,
+                                 float, float*, index);
+template void gemm_packed<double>(index, index, index, const double*, index,
+                                  const PackedB<double>&, double, double*, index);
+template index packed_panel_width<float>();
+template index packed_panel_width<double>();
+
+}  // namespace pyrnn::PYRNN_ISA

@@ -1,0 +1,34 @@
+// AlignedVector<T>: a std::vector whose storage starts on a 64-byte (cache line, AVX-512
+// register) boundary, for packed panels and scratch that SIMD kernels stream through.
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <vector>
+
+#include "kernels/common.h"
+
+namespace pyrnn::PYRNN_ISA {
+
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t alignment{64};
+
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, alignment); }
+
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+
+template <typename T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+}  // namespace pyrnn::PYRNN_ISA

@@ -1,0 +1,102 @@
+// exp, sigmoid and tanh on one Vec<T>, for the array functions of kernels/math.cpp and for
+// gate math fused into other kernels. Error bounds: see the top of kernels/math.cpp.
+#pragma once
+
+#include <type_traits>
+
+#include "vec/vec.h"
+
+namespace pyrnn::PYRNN_ISA {
+
+// exp(x) = 2^n * e^r with n = round(x / ln2), r = x - n*ln2 in [-ln2/2, ln2/2] (ln2 split in
+// two so that n*ln2_hi is exact), e^r a polynomial. 2^n is applied as two factors 2^h * 2^(n-h)
+// so that results near the overflow threshold (n = 128 in float) stay finite and results
+// below the smallest normal become correctly scaled denormals instead of garbage; x is
+// clamped to a range just past both thresholds, so +-inf and overflow/underflow need no
+// special case, and NaN passes through the clamp and the arithmetic.
+template <typename T>
+inline Vec<T> exp_v(Vec<T> x) {
+  using V = Vec<T>;
+  if constexpr (std::is_same_v<T, float>) {
+    const V round_magic = V::broadcast(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
+    x = min(V::broadcast(89.0f), max(V::broadcast(-110.0f), x));
+    const V t = fma(x, V::broadcast(1.44269504088896341f), round_magic);
+    const V n = t - round_magic;
+    V r = fnma(n, V::broadcast(0.693359375f), x);
+    r = fnma(n, V::broadcast(-2.12194440e-4f), r);
+    // Cephes expf minimax polynomial on [-ln2/2, ln2/2].
+    V p = V::broadcast(1.9875691500e-4f);
+    p = fma(p, r, V::broadcast(1.3981999507e-3f));
+    p = fma(p, r, V::broadcast(8.3334519073e-3f));
+    p = fma(p, r, V::broadcast(4.1665795894e-2f));
+    p = fma(p, r, V::broadcast(1.6666665459e-1f));
+    p = fma(p, r, V::broadcast(5.0000001201e-1f));
+    p = fma(p, r * r, r) + V::broadcast(1.0f);
+    const V h = fma(n, V::broadcast(0.5f), round_magic) - round_magic;
+    return (p * pow2n(h)) * pow2n(n - h);
+  } else {
+    const V round_magic = V::broadcast(6755399441055744.0);  // 1.5 * 2^52
+    x = min(V::broadcast(710.0), max(V::broadcast(-750.0), x));
+    const V t = fma(x, V::broadcast(1.4426950408889634074), round_magic);
+    const V n = t - round_magic;
+    V r = fnma(n, V::broadcast(6.93145751953125e-1), x);
+    r = fnma(n, V::broadcast(1.42860682030941723212e-6), r);
+    // Taylor series to degree 12: truncation error below 2e-16 for |r| <= ln2/2.
+    V p = V::broadcast(1.0 / 479001600.0);
+    p = fma(p, r, V::broadcast(1.0 / 39916800.0));
+    p = fma(p, r, V::broadcast(1.0 / 3628800.0));
+    p = fma(p, r, V::broadcast(1.0 / 362880.0));
+    p = fma(p, r, V::broadcast(1.0 / 40320.0));
+    p = fma(p, r, V::broadcast(1.0 / 5040.0));
+    p = fma(p, r, V::broadcast(1.0 / 720.0));
+    p = fma(p, r, V::broadcast(1.0 / 120.0));
+    p = fma(p, r, V::broadcast(1.0 / 24.0));
+    p = fma(p, r, V::broadcast(1.0 / 6.0));
+    p = fma(p, r, V::broadcast(0.5));
+    p = fma(p, r * r, r) + V::broadcast(1.0);
+    const V h = fma(n, V::broadcast(0.5), round_magic) - round_magic;
+    return (p * pow2n(h)) * pow2n(n - h);
+  }
+}
+
+// 1 / (1 + e^-x): e^-x overflows to inf for x < -89 (float), giving the exact limit 0.
+template <typename T>
+inline Vec<T> sigmoid_v(Vec<T> x) {
+  using V = Vec<T>;
+  const V one = V::broadcast(T(1));
+  return one / (one + exp_v(-x));
+}
+
+// tanh(|x|) with the sign of x restored (so tanh(-0) = -0): for |x| < 0.625 an odd
+// polynomial / rational function (relative accuracy down to 0, no cancellation); otherwise
+// 1 - 2 / (e^{2|x|} + 1).
+template <typename T>
+inline Vec<T> tanh_v(Vec<T> x) {
+  using V = Vec<T>;
+  const V ax = abs(x);
+  const V one = V::broadcast(T(1));
+  const V large = one - V::broadcast(T(2)) / (exp_v(ax + ax) + one);
+  const V z = x * x;
+  V small;
+  if constexpr (std::is_same_v<T, float>) {
+    // Cephes tanhf.
+    V p = V::broadcast(-5.70498872745e-3f);
+    p = fma(p, z, V::broadcast(2.06390887954e-2f));
+    p = fma(p, z, V::broadcast(-5.37397155531e-2f));
+    p = fma(p, z, V::broadcast(1.33314422036e-1f));
+    p = fma(p, z, V::broadcast(-3.33332819422e-1f));
+    small = fma(p * z, ax, ax);
+  } else {
+    // Cephes tanh: |x| + |x| z P(z) / Q(z).
+    V p = V::broadcast(-9.64399179425052238628e-1);
+    p = fma(p, z, V::broadcast(-9.92877231001918586564e1));
+    p = fma(p, z, V::broadcast(-1.61468768441708447952e3));
+    V q = z + V::broadcast(1.12811678491632931402e2);
+    q = fma(q, z, V::broadcast(2.23548839060100448583e3));
+    q = fma(q, z, V::broadcast(4.84406305325125486048e3));
+    small = fma(z * p / q, ax, ax);
+  }
+  return copysign(select(less(ax, V::broadcast(T(0.625))), small, large), x);
+}
+
+}  // namespace pyrnn::PYRNN_ISA
