@@ -3,10 +3,12 @@ shaped like PyTorch's (same arguments, shapes, parameter names and results)."""
 try:
     from . import _core  # noqa: F401  (no pure-Python fallback: a missing build must fail here)
 except ImportError as e:
-    raise ImportError(
-        f"pyrnn's compiled extension pyrnn._core could not be imported ({e}). Install pyrnn "
-        "with `pip install .`, which compiles it, and run Python outside the source folder: "
-        "its pyrnn/ directory has no compiled module and would shadow the installed one.") from e
+    if isinstance(e, ModuleNotFoundError):
+        hint = ("Install pyrnn with `pip install .`, which compiles it, and run Python outside "
+                "the source folder: its pyrnn/ has no compiled module and shadows the installed one.")
+    else:
+        hint = "The compiled module is broken or incomplete: rebuild and reinstall with `pip install .`."
+    raise ImportError(f"pyrnn's compiled extension pyrnn._core could not be imported ({e}). {hint}") from e
 
 from .cells import GRUCell, LSTMCell, RNNCell
 from .config import get_num_threads, set_num_threads, show_config
