@@ -180,9 +180,6 @@ void pack_recurrent_weights(ForwardContext<T>& c) {
   if (d.has_proj) pack_b<T>(true, H, P, c.a.w_hr, H, c.w_proj);
 }
 
-// Batches up to this many rows use the natural-layout products (rowdot.h).
-constexpr index kDirectRows = 4;
-
 }  // namespace
 
 index training_workspace_size(const LayerDims& dims) { return workspace_layout(dims).total; }
@@ -221,9 +218,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
   add_folded_bias(d, a, xg, TB, GH);
 
-  // A few rows read the weights once per step in any layout: skip packing them.
-  c.direct = B <= kDirectRows;
-  if (!c.direct) pack_recurrent_weights(c);
+  c.direct = false;
+  pack_recurrent_weights(c);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
