@@ -34,8 +34,11 @@ struct Blocking {
   static constexpr index KC = 16384 / (NR * sizeof(T));
   // ... an MC x KC block of A about 192 KB of a 512 KB L2 ...
   static constexpr index MC = 196608 / (KC * sizeof(T)) / MR * MR;
-  // ... and a KC x NC block of B a few MB of the shared L3.
+  // ... and a KC x NC block of B a few MB of the shared L3, reused by many MC blocks of A;
+  // with a single MC block there is no such reuse, and a block of NC_ONE_MC columns (128 KB)
+  // stays in L2 between its packing and its use.
   static constexpr index NC = 256 * NR;
+  static constexpr index NC_ONE_MC = 131072 / (KC * sizeof(T)) / NR * NR;
 };
 
 // Depth of the K slices: K split into equal slices of at most KC (a function of K alone).
@@ -47,19 +50,36 @@ index slice_depth(index K) {
 
 enum class Store { Overwrite, Scale, Accumulate };  // C = acc; C = beta*C + acc; C += acc
 
+// Panels a tile of R rows covers: few rows leave registers for several panels at once, which
+// keeps a batch-1 product streaming B at full width.
+template <typename T>
+constexpr int panels_per_tile(int R) {
+  return std::max(1, Blocking<T>::MR / R);
+}
+
 // One R x (P*NR) tile of C from a kc-deep slice.
 //   a: packed strip (element (r, k) at a[k*MR + r]) or row-major (a[r*lda + k])
 //   b: P panels at b + p*ps_b, row k of a panel at + k*rs_b, NR readable columns each
+//   b_next: a panel laid out like b, prefetched into cache row by row during the k loop
 //   c: (R, n_valid) written, n_valid <= P*NR
 template <typename T, int R, int P, bool kPackedA>
-void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b, T* c,
-                index ldc, index n_valid, Store mode, T beta) {
+void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
+                const T* b_next, T* c, index ldc, index n_valid, Store mode, T beta) {
   using V = Vec<T>;
   constexpr int W = V::width, NV = 2 * P, MR = Blocking<T>::MR;
+  constexpr bool kTwoLinesPerRow = 2 * W * sizeof(T) > 64;
+  // C is usually far from L1 (touched once per K slice): start fetching the tile now so the
+  // writeback after the k loop does not stall on it.
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) __builtin_prefetch(c + r * ldc + v * W, 1);
+    __builtin_prefetch(c + r * ldc + NV * W - 1, 1);
+  }
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   for (index k = 0; k < kc; ++k) {
+    __builtin_prefetch(b_next + k * rs_b);
+    if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W);
     for (int r = 0; r < R; ++r) {
@@ -83,25 +103,25 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
   }
 }
 
-// A strip of R < MR rows against all panels of a block; few rows leave registers for
-// several panels at once (P of them), which keeps a batch-1 product streaming B.
+// A strip of R < MR rows against the panels of n columns, panels_per_tile(R) at a time;
+// b_next as for micro_tile.
 template <typename T, int R, bool kPackedA>
 void short_strip(index n, index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
-                 T* c, index ldc, Store mode, T beta) {
-  constexpr int NR = Blocking<T>::NR, P = std::max(1, Blocking<T>::MR / R);
+                 const T* b_next, T* c, index ldc, Store mode, T beta) {
+  constexpr int NR = Blocking<T>::NR, P = panels_per_tile<T>(R);
   const index panels = (n + NR - 1) / NR;
   index p = 0;
   for (; p + P <= panels; p += P)
-    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
                                   std::min<index>(P * NR, n - p * NR), mode, beta);
   for (; p < panels; ++p)
-    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
                                   std::min<index>(NR, n - p * NR), mode, beta);
 }
 
 template <typename T, bool kPackedA>
-using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, T*, index,
-                              Store, T);
+using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, const T*,
+                              T*, index, Store, T);
 
 // short_strip for R = 1 .. MR-1, indexed by R - 1.
 template <typename T, bool kPackedA, int... Rm1>
@@ -116,19 +136,31 @@ template <typename T, bool kPackedA>
 void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, index rs_b,
                  index ps_b, T* c, index ldc, Store mode, T beta) {
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  static constexpr auto short_strips =
+      short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
   const index strip_stride = kPackedA ? MR * kc : MR * lda;
-  const index panels = (n + NR - 1) / NR, strips = m / MR;
-  // Panels outer, strips inner: each B micro-panel is loaded into L1 once and reused.
-  for (index p = 0; p < panels; ++p)
-    for (index s = 0; s < strips; ++s)
-      micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, b + p * ps_b, rs_b, ps_b,
-                                     c + s * MR * ldc + p * NR, ldc,
-                                     std::min<index>(NR, n - p * NR), mode, beta);
-  if (const index rest = m - strips * MR; rest > 0) {
-    static constexpr auto table =
-        short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
-    table[rest - 1](n, kc, a + strips * strip_stride, lda, b, rs_b, ps_b, c + strips * MR * ldc,
-                    ldc, mode, beta);
+  const index panels = (n + NR - 1) / NR, strips = m / MR, rest = m - strips * MR;
+  // Panels outer, strips inner: each B micro-panel is loaded into L1 once and used by every
+  // strip, the short last strip included (it takes a group of panels at a time). The first
+  // strip of a panel prefetches the next one.
+  const index group = rest > 0 ? panels_per_tile<T>(static_cast<int>(rest)) : 1;
+  for (index p0 = 0; p0 < panels; p0 += group) {
+    const index p1 = std::min(panels, p0 + group);
+    for (index p = p0; p < p1; ++p) {
+      const T* bp = b + p * ps_b;
+      const T* next = p + 1 < panels ? bp + ps_b : bp;
+      const index n_valid = std::min<index>(NR, n - p * NR);
+      for (index s = 0; s < strips; ++s)
+        micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, bp, rs_b, ps_b,
+                                       s == 0 ? next : bp, c + s * MR * ldc + p * NR, ldc,
+                                       n_valid, mode, beta);
+    }
+    if (rest > 0) {
+      const T* next = p1 < panels ? b + p1 * ps_b : b + p0 * ps_b;
+      short_strips[rest - 1](std::min(n, p1 * NR) - p0 * NR, kc, a + strips * strip_stride, lda,
+                             b + p0 * ps_b, rs_b, ps_b, next, c + strips * MR * ldc + p0 * NR,
+                             ldc, mode, beta);
+    }
   }
 }
 
@@ -140,27 +172,32 @@ void pack_b_panels(bool trans_b, index kc, index n, const T* B, index ldb, T* ds
                    index panel_rows) {
   using V = Vec<T>;
   constexpr int NR = Blocking<T>::NR, W = V::width;
+  const index full = n / NR;  // panels without padding
+  const int cols = static_cast<int>(n - full * NR);  // columns of the padded last panel
+  if (!trans_b) {
+    // Row by row, so that B is read in long contiguous runs.
+    for (index k = 0; k < kc; ++k) {
+      const T* s = B + k * ldb;
+      T* d = dst + k * NR;
+      for (index p = 0; p < full; ++p, s += NR, d += panel_rows * NR) {
+        V::loadu(s).store(d);
+        V::loadu(s + W).store(d + W);
+      }
+      if (cols > 0) {
+        V::load_partial(s, std::min(cols, W)).store(d);
+        V::load_partial(s + W, std::max(cols - W, 0)).store(d + W);
+      }
+    }
+    return;
+  }
+  // Column j of op(B) is row j of B: read `NR` rows of B in step (sequential streams).
   for (index p = 0; p * NR < n; ++p) {
-    const int cols = static_cast<int>(std::min<index>(NR, n - p * NR));
+    const int width = p < full ? NR : cols;
+    const T* s = B + p * NR * ldb;
     T* d = dst + p * panel_rows * NR;
-    if (!trans_b) {
-      const T* s = B + p * NR;
-      for (index k = 0; k < kc; ++k, s += ldb, d += NR) {
-        if (cols == NR) {
-          V::loadu(s).store(d);
-          V::loadu(s + W).store(d + W);
-        } else {
-          V::load_partial(s, std::min(cols, W)).store(d);
-          V::load_partial(s + W, std::max(cols - W, 0)).store(d + W);
-        }
-      }
-    } else {
-      // Reads `cols` rows of B in step (sequential streams), writes rows of the panel.
-      const T* s = B + p * NR * ldb;
-      for (index k = 0; k < kc; ++k, d += NR) {
-        for (int j = 0; j < cols; ++j) d[j] = s[j * ldb + k];
-        for (int j = cols; j < NR; ++j) d[j] = T(0);
-      }
+    for (index k = 0; k < kc; ++k, d += NR) {
+      for (int j = 0; j < width; ++j) d[j] = s[j * ldb + k];
+      for (int j = width; j < NR; ++j) d[j] = T(0);
     }
   }
 }
@@ -212,12 +249,13 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
   const bool direct = M <= MR;
   const bool pack_a = trans_a || !direct;
   const bool packed_b = trans_b || !direct;
-  const index nc_max = std::min<index>(Bk::NC, (N + NR - 1) / NR * NR);
+  const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
+  const index nc_max = std::min<index>(nc_step, (N + NR - 1) / NR * NR);
   T* bbuf = scratch<T>(1, kc_max * (packed_b ? nc_max : NR));
   T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max)
                    : nullptr;
-  for (index jc = 0; jc < N; jc += Bk::NC) {
-    const index nc = std::min<index>(Bk::NC, N - jc);
+  for (index jc = 0; jc < N; jc += nc_step) {
+    const index nc = std::min<index>(nc_step, N - jc);
     for (index pc = 0; pc < K; pc += kc_max) {
       const index kc = std::min(kc_max, K - pc);
       const Store mode = pc > 0 ? Store::Accumulate
