@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <array>
-#include <type_traits>
 #include <utility>
 
 #include "vec/vec.h"
@@ -49,6 +48,19 @@ index slice_depth(index K) {
 }
 
 enum class Store { Overwrite, Scale, Accumulate };  // C = acc; C = beta*C + acc; C += acc
+
+// Writes the first n (<= width) lanes of one accumulator to cp as `mode` says. Every path
+// stores through here, so an element's result never depends on the path that computed it.
+template <typename T>
+inline void store_acc(T* cp, int n, Vec<T> acc, Store mode, Vec<T> beta) {
+  using V = Vec<T>;
+  if (mode != Store::Overwrite) {
+    const V old = n == V::width ? V::loadu(cp) : V::load_partial(cp, n);
+    acc = mode == Store::Accumulate ? old + acc : fma(beta, old, acc);
+  }
+  if (n == V::width) acc.storeu(cp);
+  else acc.store_partial(cp, n);
+}
 
 // Panels a tile of R rows covers: few rows leave registers for several panels at once, which
 // keeps a batch-1 product streaming B at full width.
@@ -88,19 +100,10 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
     }
   }
   const V vbeta = V::broadcast(beta);
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV && v * W < n_valid; ++v) {
-      T* cp = c + r * ldc + v * W;
-      const int n = static_cast<int>(std::min<index>(W, n_valid - v * W));
-      V out = acc[r][v];
-      if (mode != Store::Overwrite) {
-        const V old = n == W ? V::loadu(cp) : V::load_partial(cp, n);
-        out = mode == Store::Accumulate ? old + out : fma(vbeta, old, out);
-      }
-      if (n == W) out.storeu(cp);
-      else out.store_partial(cp, n);
-    }
-  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV && v * W < n_valid; ++v)
+      store_acc(c + r * ldc + v * W, static_cast<int>(std::min<index>(W, n_valid - v * W)),
+                acc[r][v], mode, vbeta);
 }
 
 // A strip of R < MR rows against the panels of n columns, panels_per_tile(R) at a time;
@@ -164,6 +167,72 @@ void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, 
   }
 }
 
+// Per-thread buffers, grown on demand and kept (no allocation in steady state).
+template <typename T>
+T* scratch(int which, index n) {
+  thread_local AlignedVector<T> buffers[3];  // A strips, B panels, accumulators
+  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
+  return buffers[which].data();
+}
+
+// C (m, n) from m <= MR rows of op(A) times B (kc, n) row-major, read in place row by row:
+// a product with so few rows is bound by reading B, which this streams in long contiguous
+// runs (packing, or panel-wise reads with a stride per row, would cost more than the
+// arithmetic). Accumulators for a chunk of columns live in an L1 buffer; the FMA chain of
+// each element is the same as in micro_tile. op(A)(r, k) is a[r*rs_a + k*cs_a].
+template <typename T>
+void few_rows(index m, index n, index kc, const T* a, index rs_a, index cs_a, const T* b,
+              index ldb, T* c, index ldc, Store mode, T beta) {
+  using V = Vec<T>;
+  constexpr int W = V::width;
+  constexpr index kBufferBytes = 16384;
+  const index chunk = std::max<index>(W, kBufferBytes / (m * index(sizeof(T))) / W * W);
+  T* acc = scratch<T>(2, m * chunk);
+  const V vbeta = V::broadcast(beta);
+  for (index j0 = 0; j0 < n; j0 += chunk) {
+    const index nj = std::min(chunk, n - j0);
+    const index full = nj / W * W;
+    const int tail = static_cast<int>(nj - full);
+    std::fill(acc, acc + m * chunk, T(0));
+    // acc[r][j] = fma(a[r][k], b[k][j], acc[r][j]) for k in order, four rows of B per pass.
+    index k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      const T* bk = b + k * ldb + j0;
+      for (index r = 0; r < m; ++r) {
+        const T* ar = a + r * rs_a + k * cs_a;
+        const V a0 = V::broadcast(ar[0]), a1 = V::broadcast(ar[cs_a]);
+        const V a2 = V::broadcast(ar[2 * cs_a]), a3 = V::broadcast(ar[3 * cs_a]);
+        T* accr = acc + r * chunk;
+        auto step = [&](index j, auto load) {
+          V s = V::load(accr + j);
+          s = fma(a0, load(bk + j), s);
+          s = fma(a1, load(bk + ldb + j), s);
+          s = fma(a2, load(bk + 2 * ldb + j), s);
+          s = fma(a3, load(bk + 3 * ldb + j), s);
+          s.store(accr + j);
+        };
+        for (index j = 0; j < full; j += W) step(j, [](const T* p) { return V::loadu(p); });
+        if (tail) step(full, [tail](const T* p) { return V::load_partial(p, tail); });
+      }
+    }
+    for (; k < kc; ++k) {
+      const T* bk = b + k * ldb + j0;
+      for (index r = 0; r < m; ++r) {
+        const V ak = V::broadcast(a[r * rs_a + k * cs_a]);
+        T* accr = acc + r * chunk;
+        for (index j = 0; j < full; j += W)
+          fma(ak, V::loadu(bk + j), V::load(accr + j)).store(accr + j);
+        if (tail)
+          fma(ak, V::load_partial(bk + full, tail), V::load(accr + full)).store(accr + full);
+      }
+    }
+    for (index r = 0; r < m; ++r)
+      for (index j = 0; j < nj; j += W)
+        store_acc(c + r * ldc + j0 + j, static_cast<int>(std::min<index>(W, nj - j)),
+                  V::load(acc + r * chunk + j), mode, vbeta);
+  }
+}
+
 // Packs op(B) (kc, n) into NR-wide panels of `panel_rows` rows (panel p at
 // dst + p*panel_rows*NR, row k at + k*NR), zero-padding the columns of the last panel.
 // op(B)(k, j) is B[k*ldb + j], or B[j*ldb + k] when trans_b.
@@ -223,14 +292,6 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
   }
 }
 
-// Per-thread packing buffers, grown on demand and kept (no allocation in steady state).
-template <typename T>
-T* scratch(int which, index n) {
-  thread_local AlignedVector<T> buffers[2];
-  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
-  return buffers[which].data();
-}
-
 // C (m, n) = beta*C, for K = 0 (beta = 0 writes zeros without reading C).
 template <typename T>
 void scale_c(index m, index n, T beta, T* C, index ldc) {
@@ -245,46 +306,31 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const index kc_max = slice_depth<T>(K);
-  // One strip of rows reuses nothing, so it reads A and (full panels of) B where they lie.
-  const bool direct = M <= MR;
-  const bool pack_a = trans_a || !direct;
-  const bool packed_b = trans_b || !direct;
+  auto slice_mode = [beta](index pc) {
+    return pc > 0 ? Store::Accumulate : (beta == T(0) ? Store::Overwrite : Store::Scale);
+  };
+  if (M <= MR && !trans_b) {
+    for (index pc = 0; pc < K; pc += kc_max)
+      few_rows(M, N, std::min(kc_max, K - pc), trans_a ? A + pc * lda : A + pc,
+               trans_a ? 1 : lda, trans_a ? lda : 1, B + pc * ldb, ldb, C, ldc, slice_mode(pc),
+               beta);
+    return;
+  }
   const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
-  const index nc_max = std::min<index>(nc_step, (N + NR - 1) / NR * NR);
-  T* bbuf = scratch<T>(1, kc_max * (packed_b ? nc_max : NR));
-  T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max)
-                   : nullptr;
+  T* bbuf = scratch<T>(1, kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
+  T* abuf = scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max);
   for (index jc = 0; jc < N; jc += nc_step) {
     const index nc = std::min<index>(nc_step, N - jc);
     for (index pc = 0; pc < K; pc += kc_max) {
       const index kc = std::min(kc_max, K - pc);
-      const Store mode = pc > 0 ? Store::Accumulate
-                                : (beta == T(0) ? Store::Overwrite : Store::Scale);
-      // B slice (kc, nc): packed panels; or full panels in place plus the partial last panel
-      // packed (reading it in place would run past the row).
-      const T* bsrc = trans_b ? B + jc * ldb + pc : B + pc * ldb + jc;
-      const index n_inplace = packed_b ? 0 : nc / NR * NR;
-      if (nc > n_inplace)
-        pack_b_panels(trans_b, kc, nc - n_inplace, bsrc + n_inplace, ldb, bbuf, kc);
+      pack_b_panels(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, bbuf,
+                    kc);
       for (index ic = 0; ic < M; ic += Bk::MC) {
         const index mc = std::min<index>(Bk::MC, M - ic);
-        T* c = C + ic * ldc + jc;
-        auto run = [&](auto packed_a, const T* a, index lda_) {
-          constexpr bool kPackedA = decltype(packed_a)::value;
-          if (n_inplace > 0)
-            macro_block<T, kPackedA>(mc, n_inplace, kc, a, lda_, bsrc, ldb, NR, c, ldc, mode,
-                                     beta);
-          if (nc > n_inplace)
-            macro_block<T, kPackedA>(mc, nc - n_inplace, kc, a, lda_, bbuf, NR, kc * NR,
-                                     c + n_inplace, ldc, mode, beta);
-        };
-        if (pack_a) {
-          pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
-                        abuf);
-          run(std::true_type{}, abuf, 0);
-        } else {
-          run(std::false_type{}, A + ic * lda + pc, lda);
-        }
+        pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
+                      abuf);
+        macro_block<T, true>(mc, nc, kc, abuf, 0, bbuf, NR, kc * NR, C + ic * ldc + jc, ldc,
+                             slice_mode(pc), beta);
       }
     }
   }
