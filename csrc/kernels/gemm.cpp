@@ -6,6 +6,10 @@
 //         for each NR panel                (B micro-panel KC x NR: L1)
 //           for each MR strip: micro-tile  (MR x NR accumulators in registers, FMA)
 //
+// gemm_packed runs the same loops on B packed once by pack_b (panels of the full K) and on A
+// in place. Products of at most MR rows with B not transposed skip packing: they are bound
+// by reading B, which few_rows streams row by row.
+//
 // Every element of C is one FMA chain over k = 0..K-1 in order, restarted per KC slice
 // (KC depends only on K) and the slices added to C in order. No code path (packed or direct
 // operands, tile shape, thread partition, transposes) changes that, so results are bitwise
@@ -92,11 +96,24 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
   for (index k = 0; k < kc; ++k) {
     __builtin_prefetch(b_next + k * rs_b);
     if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
-    V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W);
-    for (int r = 0; r < R; ++r) {
-      const V ar = V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+    auto a_at = [&](int r) { return V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]); };
+    auto b_at = [&](int v) { return V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W); };
+    // Hold whichever operand has fewer vectors in registers and stream the other, so that
+    // accumulators + held + 1 fit the register file.
+    if constexpr (R < NV) {
+      V av[R];
+      for (int r = 0; r < R; ++r) av[r] = a_at(r);
+      for (int v = 0; v < NV; ++v) {
+        const V bv = b_at(v);
+        for (int r = 0; r < R; ++r) acc[r][v] = fma(av[r], bv, acc[r][v]);
+      }
+    } else {
+      V bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = b_at(v);
+      for (int r = 0; r < R; ++r) {
+        const V ar = a_at(r);
+        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+      }
     }
   }
   const V vbeta = V::broadcast(beta);
