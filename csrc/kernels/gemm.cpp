@@ -250,6 +250,23 @@ void few_rows(index m, index n, index kc, const T* a, index rs_a, index cs_a, co
   }
 }
 
+// Packs (kc, n) with column j taken from the row row_of(j)[0..kc) into NR-wide panels (layout
+// as pack_b_panels): NR source rows are read in step, as sequential streams.
+template <typename T, typename RowOf>
+void pack_rows_panels(index kc, index n, RowOf row_of, T* dst, index panel_rows) {
+  constexpr int NR = Blocking<T>::NR;
+  const T* src[NR];
+  for (index p = 0; p * NR < n; ++p) {
+    const int width = static_cast<int>(std::min<index>(NR, n - p * NR));
+    for (int j = 0; j < width; ++j) src[j] = row_of(p * NR + j);
+    T* d = dst + p * panel_rows * NR;
+    for (index k = 0; k < kc; ++k, d += NR) {
+      for (int j = 0; j < width; ++j) d[j] = src[j][k];
+      for (int j = width; j < NR; ++j) d[j] = T(0);
+    }
+  }
+}
+
 // Packs op(B) (kc, n) into NR-wide panels of `panel_rows` rows (panel p at
 // dst + p*panel_rows*NR, row k at + k*NR), zero-padding the columns of the last panel.
 // op(B)(k, j) is B[k*ldb + j], or B[j*ldb + k] when trans_b.
@@ -276,16 +293,8 @@ void pack_b_panels(bool trans_b, index kc, index n, const T* B, index ldb, T* ds
     }
     return;
   }
-  // Column j of op(B) is row j of B: read `NR` rows of B in step (sequential streams).
-  for (index p = 0; p * NR < n; ++p) {
-    const int width = p < full ? NR : cols;
-    const T* s = B + p * NR * ldb;
-    T* d = dst + p * panel_rows * NR;
-    for (index k = 0; k < kc; ++k, d += NR) {
-      for (int j = 0; j < width; ++j) d[j] = s[j * ldb + k];
-      for (int j = width; j < NR; ++j) d[j] = T(0);
-    }
-  }
+  // Column j of op(B) is row j of B.
+  pack_rows_panels(kc, n, [B, ldb](index j) { return B + j * ldb; }, dst, panel_rows);
 }
 
 // Packs op(A) (m, kc) into MR-row strips (strip s at dst + s*MR*kc, element (r, k) at
@@ -430,6 +439,15 @@ void pack_b(bool trans_b, index K, index N, const T* B, index ldb, PackedB<T>& o
 }
 
 template <typename T>
+void pack_b_rows(index K, index N, const T* const* rows, PackedB<T>& out) {
+  constexpr int NR = Blocking<T>::NR;
+  out.K = K;
+  out.N = N;
+  out.data.assign((N + NR - 1) / NR * NR * K, T(0));
+  if (K > 0 && N > 0) pack_rows_panels(K, N, [rows](index j) { return rows[j]; }, out.data.data(), K);
+}
+
+template <typename T>
 void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
                  const PackedB<T>& Bp, T beta, T* C, index ldc) {
   using Bk = Blocking<T>;
@@ -458,6 +476,8 @@ template void gemm<double>(bool, bool, index, index, index, const double*, index
                            const double*, index, double, double*, index);
 template void pack_b<float>(bool, index, index, const float*, index, PackedB<float>&);
 template void pack_b<double>(bool, index, index, const double*, index, PackedB<double>&);
+template void pack_b_rows<float>(index, index, const float* const*, PackedB<float>&);
+template void pack_b_rows<double>(index, index, const double* const*, PackedB<double>&);
 template void gemm_packed<float>(index, index, index, const float*, index, const PackedB<float>&,
                                  float, float*, index);
 template void gemm_packed<double>(index, index, index, const double*, index,
