@@ -48,6 +48,12 @@ class _RecurrentLayer(ParameterModule):
         # One generator: parameters are drawn first, dropout masks continue the stream.
         self._rng = np.random.default_rng(seed)
         self._create_parameters(self._parameter_shapes(), self.hidden_size, self._rng)
+        # Parameter names of each (layer, direction) in the kernels' argument order ("" where
+        # the layer has no such parameter), so hot paths look them up without formatting.
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        self._names = [tuple(n if n in self._params else "" for n in
+                             (kind + self._suffix(layer, direction) for kind in kinds))
+                       for layer in range(self.num_layers) for direction in range(self.num_directions)]
         self._tape: _Tape | None = None
 
     # -- structure -----------------------------------------------------------------------------
@@ -74,9 +80,7 @@ class _RecurrentLayer(ParameterModule):
 
     def _arrays(self, store: dict[str, np.ndarray], layer: int, direction: int):
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction from params or grads."""
-        s = self._suffix(layer, direction)
-        return (store["weight_ih" + s], store["weight_hh" + s], store.get("bias_ih" + s),
-                store.get("bias_hh" + s), store.get("weight_hr" + s))
+        return tuple(store.get(name) for name in self._names[layer * self.num_directions + direction])
 
     def _state_shape(self, B: int, size: int, batched: bool) -> tuple[tuple[int, ...], str]:
         stack = self.num_layers * self.num_directions
@@ -165,12 +169,30 @@ class _RecurrentLayer(ParameterModule):
 
     # -- streaming -----------------------------------------------------------------------------
 
+    def _ready(self, value: Any, shape: tuple[int, ...]) -> bool:
+        """Whether ``value`` can go to the kernel as it is (the streaming fast path)."""
+        return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == shape
+                and value.flags.c_contiguous)
+
     def _step(self, x: Any, h: Any, c: Any):
         """One time step of every layer for streaming inference (no cache, no dropout)."""
         if self.bidirectional:
             raise ValueError(f"{type(self).__name__}.step streams forward in time; a bidirectional "
                              "layer needs the whole sequence: call the layer on it instead")
         is_lstm = self.cell == "lstm"
+        # Streaming calls are a few microseconds of native work: when the arrays are already
+        # what the kernel takes (the usual loop feeding back the returned state), skip the
+        # general conversions and checks below.
+        if (type(x) is np.ndarray and x.ndim == 2 and self.num_layers == 1
+                and self._ready(x, (x.shape[0], self.input_size))
+                and self._ready(h, (1, x.shape[0], self.output_size))
+                and (not is_lstm or self._ready(c, (1, x.shape[0], self.hidden_size)))):
+            p = self._params
+            w_ih, w_hh, b_ih, b_hh, w_hr = self._names[0]
+            h_new, c_new = _backend.ops().layer_step(
+                self.cell, x, h[0], c[0] if is_lstm else None, p[w_ih], p[w_hh], p.get(b_ih),
+                p.get(b_hh), p.get(w_hr))
+            return h_new, h_new[None], (c_new[None] if is_lstm else None)
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)
         B = xt.shape[1]
         h = self._initial_state(h, "h", B, self.output_size, batched)
