@@ -1,0 +1,45 @@
+"""Results are bitwise identical for any thread count on the same instruction set: threads
+split output rows and columns, never a reduction."""
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import _core
+
+CASES = [
+    (pyrnn.RNN, {}), (pyrnn.LSTM, {}), (pyrnn.LSTM, {"proj_size": 24}), (pyrnn.GRU, {}),
+    (pyrnn.GRU, {"reset_after": False}),
+]
+
+
+@pytest.fixture(params=_core.available_isas())
+def isa(request):
+    before = _core.active_isa()
+    _core.select_isa(request.param)
+    yield request.param
+    _core.select_isa(before)
+
+
+def run(cls, kwargs, threads, x, lengths):
+    pyrnn.set_num_threads(threads)
+    try:
+        layer = cls(x.shape[2], 96, num_layers=2, bidirectional=True, seed=7, **kwargs)
+        y, state = layer(x, lengths=lengths)
+        dx, dstate = layer.backward(np.cos(y))
+        step_y, _ = layer.__class__(x.shape[2], 96, seed=7, **kwargs).eval().step(x[0])
+        states = state if isinstance(state, tuple) else (state,)
+        dstates = dstate if isinstance(dstate, tuple) else (dstate,)
+        return [y, *states, dx, *dstates, step_y, *layer.grads.values()]
+    finally:
+        pyrnn.set_num_threads(2)
+
+
+@pytest.mark.parametrize("cls,kwargs", CASES)
+def test_one_and_two_threads_bitwise_equal(isa, cls, kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((9, 40, 33)).astype(np.float32)    # big enough to use 2 threads
+    lengths = rng.integers(1, 10, size=40)
+    one = run(cls, kwargs, 1, x, lengths)
+    two = run(cls, kwargs, 2, x, lengths)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
