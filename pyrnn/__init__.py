@@ -12,8 +12,10 @@ from .cells import GRUCell, LSTMCell, RNNCell
 from .config import get_num_threads, set_num_threads, show_config
 from .config import version as _version
 from .layers import GRU, LSTM, RNN
+from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
 
 __version__ = _version()
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+           "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
            "set_num_threads", "get_num_threads", "show_config", "__version__"]
