@@ -3,19 +3,27 @@ shaped like PyTorch's (same arguments, shapes, parameter names and results)."""
 try:
     from . import _core  # noqa: F401  (no pure-Python fallback: a missing build must fail here)
 except ImportError as e:
-    raise ImportError(
-        f"pyrnn's compiled extension pyrnn._core could not be imported ({e}). Install pyrnn "
-        "with `pip install .`, which compiles it, and run Python outside the source folder: "
-        "its pyrnn/ directory has no compiled module and would shadow the installed one.") from e
+    if isinstance(e, ModuleNotFoundError):
+        hint = ("Install pyrnn with `pip install .`, which compiles it, and run Python outside "
+                "the source folder: its pyrnn/ has no compiled module and shadows the installed one.")
+    else:
+        hint = "The compiled module is broken or incomplete: rebuild and reinstall with `pip install .`."
+    raise ImportError(f"pyrnn's compiled extension pyrnn._core could not be imported ({e}). {hint}") from e
 
 from .cells import GRUCell, LSTMCell, RNNCell
 from .config import get_num_threads, set_num_threads, show_config
 from .config import version as _version
 from .layers import GRU, LSTM, RNN
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
+from . import losses, models, nn, optim  # noqa: E402
+from .checkpoint import load, save
+from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
+from .training import EarlyStopping, History, ModelCheckpoint, fit, plot_history
 
 __version__ = _version()
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
-           "set_num_threads", "get_num_threads", "show_config", "__version__"]
+           "set_num_threads", "get_num_threads", "show_config", "__version__",
+           "nn", "losses", "optim", "models", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
+           "fit", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]

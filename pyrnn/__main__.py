@@ -1,4 +1,5 @@
-"""Command line: ``python -m pyrnn info`` prints the configuration and runs a self-check."""
+"""Command line: ``python -m pyrnn info`` prints the configuration and runs a self-check;
+``python -m pyrnn demo`` trains a model on a built-in task (see ``pyrnn.demo``)."""
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyrnn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="version, ISA, threads, and a native-vs-reference self-check")
+    from .demo.run import add_arguments as add_demo_arguments
+
+    add_demo_arguments(commands.add_parser(
+        "demo", help="train an encoder-decoder with attention (or --task adding/sine) on a generated task"))
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
+    if args.command == "demo":
+        from .demo.run import run_demo
+
+        run_demo(args)
+        return 0
     return 2
 
 

@@ -13,144 +13,12 @@
 
 #include "kernels/layer.h"
 #include "kernels/layer_plan.h"
-#include "kernels/math.h"
 #include "kernels/rowdot.h"
+
+#include "kernels/forward_rows.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
-
-// Everything a thread needs to run one step; pointers are for the current step.
-template <typename T>
-struct Step {
-  index t;                 // real time of this step
-  const T* h_in;           // (B, P) state entering the step
-  T* h_out;                // (B, P) state leaving it
-  const T* c_in;           // (B, H) LSTM
-  T* c_out;                // (B, H) LSTM (may equal c_in)
-  T* xg;                   // (B, G*H) input projection of this step; activated gates in training
-  T* y;                    // (B, P) output rows of this step
-};
-
-template <typename T>
-struct ForwardContext {
-  const LayerDims& d;
-  const LayerForwardArgs<T>& a;
-  index G, GH;
-  UnitBlocks blocks;       // hidden units
-  UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
-  Workspace<T> ws;         // null members in inference
-  bool direct;             // products on the natural weights (few rows), else packed panels
-  PackedB<T> w_rec;        // gate-blocked W_hh^T (GRU reset-before: rows of r, z only)
-  PackedB<T> w_rec_n;      // GRU reset-before: W_hn^T
-  PackedB<T> w_proj;       // W_hr^T
-  T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
-  T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
-  T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
-};
-
-// y may be the state buffer itself (the single-step API): copy only when distinct.
-template <typename T>
-void copy_out(const T* src, index n, T* dst) {
-  if (src != dst) std::copy(src, src + n, dst);
-}
-
-// ---- element-wise parts, one row b and one unit block [u0, u0+n) at a time ----
-
-// z (G*n): gate-blocked recurrent products of the block; x: natural-order row of xg.
-template <typename T>
-void add_input(T* z, const T* x, index G, index H, index u0, index n) {
-  for (index g = 0; g < G; ++g)
-    for (index k = 0; k < n; ++k) z[g * n + k] += x[g * H + u0 + k];
-}
-
-template <typename T>
-void store_gates(T* x, const T* z, index G, index H, index u0, index n) {
-  for (index g = 0; g < G; ++g) std::copy(z + g * n, z + (g + 1) * n, x + g * H + u0);
-}
-
-template <typename T>
-void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
-  const index H = c.d.H;
-  add_input(z, s.xg + b * c.GH, 1, H, u0, n);
-  if (c.d.cell == Cell::RnnTanh) vtanh(n, z, z);
-  else for (index k = 0; k < n; ++k) z[k] = z[k] > T(0) ? z[k] : T(0);
-  std::copy(z, z + n, s.h_out + b * H + u0);
-  copy_out(z, n, s.y + b * H + u0);
-  if (c.ws.gates) std::copy(z, z + n, s.xg + b * c.GH + u0);
-}
-
-template <typename T>
-void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
-  const index H = c.d.H, P = c.d.P;
-  add_input(z, s.xg + b * c.GH, 4, H, u0, n);
-  vsigmoid(2 * n, z, z);            // i, f
-  vtanh(n, z + 2 * n, z + 2 * n);   // g
-  vsigmoid(n, z + 3 * n, z + 3 * n);  // o
-  const T *i = z, *f = z + n, *g = z + 2 * n, *o = z + 3 * n;
-  const T* c_prev = s.c_in + b * H + u0;
-  T* c_next = s.c_out + b * H + u0;
-  T* tc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : c.scratch + b * H + u0;
-  for (index k = 0; k < n; ++k) {
-    c_next[k] = f[k] * c_prev[k] + i[k] * g[k];
-    tc[k] = c_next[k];
-  }
-  vtanh(n, tc, tc);
-  T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
-  for (index k = 0; k < n; ++k) h[k] = o[k] * tc[k];
-  if (!c.d.has_proj) copy_out(h, n, s.y + b * P + u0);
-  if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 4, H, u0, n);
-}
-
-// GRU, reset gate after the product (PyTorch): n = tanh(x_n + r * (h W_hn^T + b_hn)).
-template <typename T>
-void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
-  const index H = c.d.H;
-  const T* x = s.xg + b * c.GH;
-  add_input(z, x, 2, H, u0, n);  // r, z (their b_hh is folded into xg)
-  T* hn = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : c.scratch + b * H + u0;
-  for (index k = 0; k < n; ++k) hn[k] = z[2 * n + k] + (c.a.b_hh ? c.a.b_hh[2 * H + u0 + k] : T(0));
-  vsigmoid(2 * n, z, z);
-  T *r = z, *u = z + n, *nn = z + 2 * n;
-  for (index k = 0; k < n; ++k) nn[k] = x[2 * H + u0 + k] + r[k] * hn[k];
-  vtanh(n, nn, nn);
-  const T* h_prev = s.h_in + b * H + u0;
-  T* h = s.h_out + b * H + u0;
-  for (index k = 0; k < n; ++k) h[k] = nn[k] + u[k] * (h_prev[k] - nn[k]);
-  copy_out(h, n, s.y + b * H + u0);
-  if (c.ws.gates) store_gates(s.xg + b * c.GH, z, 3, H, u0, n);
-}
-
-// GRU, reset gate before the product (ONNX default): first phase r, z and r*h.
-template <typename T>
-void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
-  const index H = c.d.H;
-  add_input(z, s.xg + b * c.GH, 2, H, u0, n);
-  vsigmoid(2 * n, z, z);
-  const T* h_prev = s.h_in + b * H + u0;
-  T* rh = c.scratch + b * H + u0;
-  for (index k = 0; k < n; ++k) rh[k] = z[k] * h_prev[k];
-}
-
-// Second phase: hn (n): (r*h) W_hn^T of the block; z_rz: the block's r, z from phase one.
-template <typename T>
-void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
-                      const T* z_rz, T* hn) {
-  const index H = c.d.H;
-  const T* x = s.xg + b * c.GH;
-  for (index k = 0; k < n; ++k) hn[k] += x[2 * H + u0 + k];
-  vtanh(n, hn, hn);
-  const T* u = z_rz + n;
-  const T* h_prev = s.h_in + b * H + u0;
-  T* h = s.h_out + b * H + u0;
-  for (index k = 0; k < n; ++k) h[k] = hn[k] + u[k] * (h_prev[k] - hn[k]);
-  copy_out(h, n, s.y + b * H + u0);
-  if (c.ws.gates) {
-    T* g = s.xg + b * c.GH;
-    std::copy(z_rz, z_rz + n, g + u0);
-    std::copy(z_rz + n, z_rz + 2 * n, g + H + u0);
-    std::copy(hn, hn + n, g + 2 * H + u0);
-  }
-}
 
 // Padding row: the state carries through, the output is zero.
 template <typename T>
@@ -276,7 +144,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
       if (!step_valid(len, b, s.t)) {
         carry_row(s, b, d.P, p0, p1);
       } else {
-        copy_out(s.h_out + b * d.P + p0, p1 - p0, s.y + b * d.P + p0);
+        if (s.y != s.h_out) std::copy(s.h_out + b * d.P + p0, s.h_out + b * d.P + p1, s.y + b * d.P + p0);
       }
     }
     if (c.ws.hraw)

@@ -1,0 +1,182 @@
+// The state of one forward step and its element-wise cell math, fused per SIMD register:
+// for a row b and a block of units [u0, u0+n), the gate pre-activations (recurrent product
+// z plus input projection x) go through their activations, the state update and the
+// stores without leaving registers. Included by layer_forward.cpp only.
+#pragma once
+
+#include <algorithm>
+
+#include "kernels/gemm.h"
+#include "kernels/layer_plan.h"
+#include "vec/vec_math.h"
+
+namespace pyrnn::PYRNN_ISA {
+
+// Everything a thread needs to run one step; pointers are for the current step.
+template <typename T>
+struct Step {
+  index t;                 // real time of this step
+  const T* h_in;           // (B, P) state entering the step
+  T* h_out;                // (B, P) state leaving it
+  const T* c_in;           // (B, H) LSTM
+  T* c_out;                // (B, H) LSTM (may equal c_in)
+  T* xg;                   // (B, G*H) input projection of this step; activated gates in training
+  T* y;                    // (B, P) output rows of this step
+};
+
+template <typename T>
+struct ForwardContext {
+  const LayerDims& d;
+  const LayerForwardArgs<T>& a;
+  index G, GH;
+  UnitBlocks blocks;       // hidden units
+  UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
+  Workspace<T> ws;         // null members in inference
+  bool direct;             // products on the natural weights (few rows), else packed panels
+  PackedB<T> w_rec;        // gate-blocked W_hh^T (GRU reset-before: rows of r, z only)
+  PackedB<T> w_rec_n;      // GRU reset-before: W_hn^T
+  PackedB<T> w_proj;       // W_hr^T
+  T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
+  T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
+  T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
+};
+
+// Loads and stores of lanes [0, m) where m may be short of a full register (block tails).
+template <typename T>
+struct Lanes {
+  int m;
+  Vec<T> load(const T* p) const { return m == Vec<T>::width ? Vec<T>::loadu(p) : Vec<T>::load_partial(p, m); }
+  void store(Vec<T> v, T* p) const {
+    if (m == Vec<T>::width) v.storeu(p);
+    else v.store_partial(p, m);
+  }
+};
+
+// z (G*n): gate-blocked recurrent products of the block; x: row of xg at unit u0, so gate g
+// is at x + g*H. In training x is overwritten with the activated gates (BPTT reads them).
+
+template <typename T>
+void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+  using V = Vec<T>;
+  const index H = c.d.H;
+  T* x = s.xg + b * c.GH + u0;
+  T* h = s.h_out + b * H + u0;
+  T* y = s.y + b * H + u0;
+  const bool relu = c.d.cell == Cell::RnnRelu;
+  for (index k = 0; k < n; k += V::width) {
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+    const V pre = l.load(z + k) + l.load(x + k);
+    const V hv = relu ? max(V::zero(), pre) : tanh_v(pre);  // max passes NaN through
+    l.store(hv, h + k);
+    if (y != h) l.store(hv, y + k);
+    if (c.ws.gates) l.store(hv, x + k);
+  }
+}
+
+template <typename T>
+void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+  using V = Vec<T>;
+  const index H = c.d.H, P = c.d.P;
+  T* x = s.xg + b * c.GH + u0;
+  const T* c_prev = s.c_in + b * H + u0;
+  T* c_next = s.c_out + b * H + u0;
+  T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
+  T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
+  T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
+  for (index k = 0; k < n; k += V::width) {
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+    const V i = sigmoid_v(l.load(z + k) + l.load(x + k));
+    const V f = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
+    const V g = tanh_v(l.load(z + 2 * n + k) + l.load(x + 2 * H + k));
+    const V o = sigmoid_v(l.load(z + 3 * n + k) + l.load(x + 3 * H + k));
+    const V cv = fma(f, l.load(c_prev + k), i * g);
+    const V tc = tanh_v(cv);
+    const V hv = o * tc;
+    l.store(cv, c_next + k);
+    l.store(hv, h + k);
+    if (y) l.store(hv, y + k);
+    if (tanhc) {
+      l.store(i, x + k);
+      l.store(f, x + H + k);
+      l.store(g, x + 2 * H + k);
+      l.store(o, x + 3 * H + k);
+      l.store(tc, tanhc + k);
+    }
+  }
+}
+
+// GRU, reset gate after the product (PyTorch): n = tanh(x_n + r * (h W_hn^T + b_hn)),
+// h' = n + z (h - n).
+template <typename T>
+void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+  using V = Vec<T>;
+  const index H = c.d.H;
+  T* x = s.xg + b * c.GH + u0;
+  const T* b_hn = c.a.b_hh ? c.a.b_hh + 2 * H + u0 : nullptr;
+  T* hn_store = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : nullptr;
+  const T* h_prev = s.h_in + b * H + u0;
+  T* h = s.h_out + b * H + u0;
+  T* y = s.y + b * H + u0;
+  for (index k = 0; k < n; k += V::width) {
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+    const V r = sigmoid_v(l.load(z + k) + l.load(x + k));
+    const V u = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
+    const V hn = b_hn ? l.load(z + 2 * n + k) + l.load(b_hn + k) : l.load(z + 2 * n + k);
+    const V nv = tanh_v(fma(r, hn, l.load(x + 2 * H + k)));
+    const V hv = fma(u, l.load(h_prev + k) - nv, nv);
+    l.store(hv, h + k);
+    if (y != h) l.store(hv, y + k);
+    if (hn_store) {
+      l.store(hn, hn_store + k);
+      l.store(r, x + k);
+      l.store(u, x + H + k);
+      l.store(nv, x + 2 * H + k);
+    }
+  }
+}
+
+// GRU, reset gate before the product (ONNX default), first phase: r and z into z (kept for
+// the second phase) and r*h into the scratch row that the W_hn product reads.
+template <typename T>
+void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+  using V = Vec<T>;
+  const index H = c.d.H;
+  const T* x = s.xg + b * c.GH + u0;
+  const T* h_prev = s.h_in + b * H + u0;
+  T* rh = c.scratch + b * H + u0;
+  for (index k = 0; k < n; k += V::width) {
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+    const V r = sigmoid_v(l.load(z + k) + l.load(x + k));
+    const V u = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
+    l.store(r, z + k);
+    l.store(u, z + n + k);
+    l.store(r * l.load(h_prev + k), rh + k);
+  }
+}
+
+// Second phase: hn = (r*h) W_hn^T of the block (b_hn is folded into x), z_rz: phase one's r, z.
+template <typename T>
+void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
+                      const T* z_rz, const T* hn) {
+  using V = Vec<T>;
+  const index H = c.d.H;
+  T* x = s.xg + b * c.GH + u0;
+  const T* h_prev = s.h_in + b * H + u0;
+  T* h = s.h_out + b * H + u0;
+  T* y = s.y + b * H + u0;
+  for (index k = 0; k < n; k += V::width) {
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+    const V u = l.load(z_rz + n + k);
+    const V nv = tanh_v(l.load(hn + k) + l.load(x + 2 * H + k));
+    const V hv = fma(u, l.load(h_prev + k) - nv, nv);
+    l.store(hv, h + k);
+    if (y != h) l.store(hv, y + k);
+    if (c.ws.gates) {
+      l.store(l.load(z_rz + k), x + k);
+      l.store(u, x + H + k);
+      l.store(nv, x + 2 * H + k);
+    }
+  }
+}
+
+}  // namespace pyrnn::PYRNN_ISA

@@ -1,0 +1,379 @@
+"""``pyrnn.fit``: mini-batch training of any model with the ``collate``/``__call__``/``backward``
+contract (the architectures in ``pyrnn.models``), with seeded shuffling, variable-length
+batches, validation metrics, truncated BPTT, gradient clipping, callbacks, a progress bar and
+a returned :class:`History`; ``pyrnn.plot_history`` draws it."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import losses as _losses
+from . import optim as _optim
+
+LOSSES: dict[str, Callable[..., Any]] = {"mse": _losses.mse, "cross_entropy": _losses.cross_entropy}
+
+
+class History:
+    """Per-epoch logs: ``history["loss"]``, ``history["val_loss"]``, metrics, ``"lr"``, ``"time"``."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epochs: list[int] = []
+        self.stopped_early = False
+
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
+        self.epochs.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.history
+
+    def keys(self):
+        return self.history.keys()
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epochs)}, last={last})"
+
+
+# ---------------------------------------------------------------------------------------------
+# callbacks
+
+
+class Callback:
+    """Hooks called by ``fit``; ``on_epoch_end`` returning True stops training."""
+
+    def on_train_begin(self, model: Any, history: History) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Any) -> bool | None:
+        return None
+
+    def on_train_end(self, model: Any, history: History) -> None:
+        pass
+
+
+def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; with
+    ``restore_best`` put back the best epoch's weights at the end."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "min", restore_best: bool = True) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, int(patience), float(min_delta), mode
+        self.restore_best = restore_best
+
+    def on_train_begin(self, model, history):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch, self.wait, self.best_state = -1, 0, None
+
+    def on_epoch_end(self, epoch, logs, model):
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which is not in the logs "
+                           f"({', '.join(logs)}); give validation_data or monitor 'loss'")
+        value = logs[self.monitor]
+        if _better(self.mode, value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_state = model.state_dict()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def on_train_end(self, model, history):
+        if self.restore_best and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (``pyrnn.save``: safetensors, atomic) after each epoch, or only when
+    ``monitor`` improves with ``save_best_only``."""
+
+    def __init__(self, path: str, monitor: str = "val_loss", mode: str = "min", save_best_only: bool = True) -> None:
+        self.path, self.monitor, self.mode, self.save_best_only = str(path), monitor, mode, save_best_only
+
+    def on_train_begin(self, model, history):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = -1
+
+    def on_epoch_end(self, epoch, logs, model):
+        from .checkpoint import save
+
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r}, which is not in the logs ({', '.join(logs)})")
+            if not _better(self.mode, logs[self.monitor], self.best, 0.0):
+                return False
+            self.best, self.best_epoch = logs[self.monitor], epoch
+        save(model, self.path, metadata={"epoch": str(epoch)})
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# progress
+
+
+def _tqdm():
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _fmt(logs: Mapping[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("time",))
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+
+
+def _take(data: Any, index: np.ndarray) -> Any:
+    if isinstance(data, np.ndarray):
+        return data[index]
+    return [data[i] for i in index]
+
+
+def _resolve_loss(loss: Any) -> Callable[..., Any]:
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be a callable or one of {', '.join(LOSSES)}; got {loss!r}")
+        return LOSSES[loss]
+    if not callable(loss):
+        raise TypeError(f"loss must be callable (outputs, targets, mask=None) -> (loss, doutputs), got {type(loss).__name__}")
+    return loss
+
+
+def _split(data: Any, name: str) -> tuple[Any, Any]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name} must be a pair (inputs, targets)")
+    inputs, targets = data
+    if len(inputs) != len(targets):
+        raise ValueError(f"{name}: {len(inputs)} inputs but {len(targets)} targets")
+    if len(inputs) == 0:
+        raise ValueError(f"{name} is empty")
+    return inputs, targets
+
+
+def _accuracy(outputs: np.ndarray, targets: np.ndarray, mask: Any) -> tuple[float, float]:
+    correct = np.argmax(outputs, axis=-1) == np.asarray(targets).reshape(outputs.shape[:-1])
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        return float(correct[m].sum()), float(m.sum())
+    return float(correct.sum()), float(correct.size)
+
+
+def evaluate(model: Any, data: Any, loss: Any, batch_size: int = 256,
+             metrics: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, float]:
+    """Loss (mean over valid positions, like training) and metrics on ``data`` in eval mode.
+    Metrics: ``"accuracy"`` (argmax over the last axis vs integer targets, valid positions
+    only) or ``name: fn(model, inputs, targets) -> float``."""
+    loss_fn = _resolve_loss(loss)
+    inputs, targets = _split(data, "data")
+    metrics = _metric_dict(metrics)
+    was_training = model.training
+    model.eval()
+    try:
+        total, weight, hits, count = 0.0, 0.0, 0.0, 0.0
+        for start in range(0, len(inputs), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(inputs)))
+            batch = model.collate(_take(inputs, idx), _take(targets, idx))
+            out = model(**batch.inputs)
+            value, _ = loss_fn(out, batch.targets, mask=batch.mask)
+            w = float(np.sum(batch.mask)) if batch.mask is not None else float(batch.size)
+            total, weight = total + value * w, weight + w
+            if "accuracy" in metrics:
+                h, c = _accuracy(out, batch.targets, batch.mask)
+                hits, count = hits + h, count + c
+        logs = {"loss": total / max(weight, 1e-12)}
+        for name, fn in metrics.items():
+            logs[name] = hits / max(count, 1) if fn == "accuracy" else float(fn(model, inputs, targets))
+    finally:
+        model.train(was_training)
+    return logs
+
+
+def _metric_dict(metrics: Any) -> dict[str, Any]:
+    if metrics is None:
+        return {}
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        return dict(metrics)
+    out = {}
+    for m in metrics:
+        if m != "accuracy":
+            raise ValueError(f"built-in metrics: 'accuracy'; give others as name: fn(model, inputs, targets), got {m!r}")
+        out[m] = m
+    return out
+
+
+def _tbptt_chunks(batch: Any, k: int):
+    """Cut a batch along time into chunks of ``k`` steps (lengths clipped per chunk)."""
+    x, lengths = batch.inputs["x"], batch.inputs["lengths"]
+    T = x.shape[1]
+    for start in range(0, T, k):
+        stop = min(start + k, T)
+        chunk_len = np.clip(lengths - start, 0, stop - start)
+        mask = batch.mask[:, start:stop] & (chunk_len > 0)[:, None] if batch.mask is not None else None
+        inputs = dict(batch.inputs, x=x[:, start:stop], lengths=np.maximum(chunk_len, 1))
+        yield inputs, batch.targets[:, start:stop], mask
+
+
+def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10, batch_size: int = 32,
+        validation_data: Any = None, shuffle: bool = True, seed: int | None = 0,
+        clip_grad_norm: float | None = None, clip_grad_value: float | None = None, tbptt: int | None = None,
+        callbacks: Sequence[Callback] = (), metrics: Any = None, scheduler: Any = None,
+        progress: bool = True, file: Any = None) -> History:
+    """Train ``model`` and return its :class:`History`.
+
+    - ``train_data`` / ``validation_data``: pairs ``(inputs, targets)`` of equal length; the
+      model's ``collate`` pads each mini-batch (variable-length sequences get lengths and masks).
+    - ``loss``: ``"mse"``, ``"cross_entropy"`` or a callable ``(outputs, targets, mask=None) ->
+      (loss, doutputs)`` (see ``pyrnn.losses``); ``optimizer``: a ``pyrnn.optim`` optimizer of
+      this model.
+    - ``shuffle`` with ``seed``: the order of examples each epoch is reproducible.
+    - ``tbptt=k``: truncated BPTT for models that support it (``Seq2Seq``): each batch is cut
+      into chunks of k steps, with an optimizer step per chunk and the recurrent state carried
+      forward (without gradient) from one chunk to the next.
+    - ``clip_grad_norm`` / ``clip_grad_value`` before every optimizer step; ``scheduler.step()``
+      after every epoch.
+    - ``metrics``: ``["accuracy"]`` and/or ``{name: fn(model, inputs, targets)}``, computed on
+      the validation data each epoch (logged as ``val_<name>``).
+    - ``callbacks``: e.g. :class:`EarlyStopping`, :class:`ModelCheckpoint`.
+    - ``progress``: a tqdm bar per epoch with the running loss (tqdm from the ``demo`` extra);
+      without tqdm, one plain line per epoch.
+    """
+    loss_fn = _resolve_loss(loss)
+    inputs, targets = _split(train_data, "train_data")
+    if validation_data is not None:
+        _split(validation_data, "validation_data")
+    if not isinstance(optimizer, _optim.Optimizer):
+        raise TypeError(f"optimizer must be a pyrnn.optim optimizer, got {type(optimizer).__name__}")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    if tbptt is not None:
+        if not getattr(model, "supports_tbptt", False):
+            raise ValueError(f"tbptt: {type(model).__name__} does not support truncated BPTT (Seq2Seq does)")
+        if tbptt < 1:
+            raise ValueError(f"tbptt must be >= 1 steps, got {tbptt}")
+    metric_fns = _metric_dict(metrics)
+    rng = np.random.default_rng(seed)
+    history = History()
+    out = file if file is not None else sys.stderr
+    tqdm = _tqdm() if progress else None
+    n = len(inputs)
+    n_batches = math.ceil(n / batch_size)
+    for cb in callbacks:
+        cb.on_train_begin(model, history)
+    model.train()
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", file=out, leave=True,
+                   dynamic_ncols=True) if tqdm else None
+        total, weight = 0.0, 0.0
+        for b in range(n_batches):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            batch = model.collate(_take(inputs, idx), _take(targets, idx))
+            pieces = (_tbptt_chunks(batch, tbptt) if tbptt else [(batch.inputs, batch.targets, batch.mask)])
+            state = None
+            for chunk_inputs, chunk_targets, mask in pieces:
+                if tbptt:
+                    chunk_inputs = dict(chunk_inputs, state=state)
+                model.zero_grad()
+                outputs = model(**chunk_inputs)
+                value, dout = loss_fn(outputs, chunk_targets, mask=mask)
+                if not math.isfinite(value):
+                    if bar:
+                        bar.close()
+                    raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
+                                             "learning rate or clip the gradients")
+                model.backward(dout)
+                if clip_grad_norm:
+                    _optim.clip_grad_norm(model, clip_grad_norm)
+                if clip_grad_value:
+                    _optim.clip_grad_value(model, clip_grad_value)
+                optimizer.step()
+                if tbptt:
+                    state = model.final_state
+                w = float(np.sum(mask)) if mask is not None else float(len(idx))
+                total, weight = total + value * w, weight + w
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / max(weight, 1e-12):.4f}")
+        logs = {"loss": total / max(weight, 1e-12)}
+        if validation_data is not None:
+            val = evaluate(model, validation_data, loss_fn, max(batch_size, 64), metric_fns)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        logs["lr"] = optimizer.lr
+        if scheduler is not None:
+            scheduler.step()
+        logs["time"] = time.perf_counter() - t0
+        history.append(epoch, logs)
+        if bar:
+            bar.set_postfix_str(_fmt({k: v for k, v in logs.items() if k != "lr"}))
+            bar.close()
+        elif progress:
+            print(f"epoch {epoch}/{epochs}  {_fmt(logs)}  ({logs['time']:.1f}s)", file=out, flush=True)
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb.on_epoch_end(epoch, logs, model)) or stop
+        if stop:
+            history.stopped_early = True
+            break
+    for cb in callbacks:
+        cb.on_train_end(model, history)
+    return history
+
+
+def plot_history(history: History | Mapping[str, Sequence[float]], path: str, title: str | None = None) -> str:
+    """Draw the loss curves (and any metrics, on a second panel) to a PNG at ``path``.
+    Needs matplotlib: ``pip install "pyrnn[demo]"``."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError("plot_history needs matplotlib, which comes with the optional 'demo' extra: "
+                          'pip install "pyrnn[demo]" (or pip install matplotlib)') from e
+    logs = history.history if isinstance(history, History) else dict(history)
+    loss_keys = [k for k in logs if k.endswith("loss")]
+    other = [k for k in logs if k not in loss_keys and k not in ("lr", "time")]
+    fig, axes = plt.subplots(1, 2 if other else 1, figsize=(10 if other else 6, 4), squeeze=False)
+    epochs = np.arange(1, len(next(iter(logs.values()), [])) + 1)
+    for k in loss_keys:
+        axes[0, 0].plot(epochs, logs[k], marker=".", label=k)
+    axes[0, 0].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("loss")
+    if loss_keys and min(min(logs[k]) for k in loss_keys) > 0:
+        axes[0, 0].set_yscale("log")
+    axes[0, 0].legend()
+    axes[0, 0].grid(alpha=0.3)
+    if other:
+        for k in other:
+            axes[0, 1].plot(epochs, logs[k], marker=".", label=k)
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].legend()
+        axes[0, 1].grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
