@@ -14,7 +14,8 @@ Same computation on both sides, float32, medians of ``--repeats`` runs (millisec
   the recurrent form).
 
 "forward" is inference (torch.no_grad / pyrnn eval mode); "train" is forward + backward with
-the gradients of the input and every weight.
+the gradients of the input and every weight. The two libraries' runs of each case alternate,
+so both see the same machine load; ``--threads`` sets pyrnn's and torch's thread counts.
 """
 from __future__ import annotations
 
@@ -26,45 +27,38 @@ import time
 import numpy as np
 
 
-def _median_ms(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def bench_pyrnn(B, T, E, NH, repeats):
+def pyrnn_cases(B, T, E, NH):
+    """{(cell, mode): callable} for pyrnn."""
     import pyrnn
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, E)).astype(np.float32)
     dy = rng.standard_normal((T, B, E)).astype(np.float32)
-    out = {}
+    cases = {}
     for name, layer in (("slstm", pyrnn.SLSTM(E, E, num_heads=NH, seed=0)),
                         ("mlstm", pyrnn.MLSTM(E, E, num_heads=NH, seed=0))):
-        layer.eval()
-        out[(name, "forward")] = _median_ms(lambda: layer(x), repeats)
-        layer.train()
+        def forward(layer=layer):
+            layer.eval()
+            layer(x)
 
-        def step():
+        def train(layer=layer):
+            layer.train()
             layer(x)
             layer.backward(dy)
 
-        out[(name, "train")] = _median_ms(step, repeats)
-    return out
+        cases[(name, "forward")] = forward
+        cases[(name, "train")] = train
+    return cases
 
 
-def bench_official(B, T, E, NH, repeats):
+def official_cases(B, T, E, NH):
+    """{(cell, mode): callable} for the official package (raises ImportError without it)."""
     import torch
     from xlstm import sLSTMLayer, sLSTMLayerConfig
     from xlstm.blocks.mlstm.cell import mLSTMCell, mLSTMCellConfig
 
     torch.manual_seed(0)
     x = torch.randn(B, T, E)
-    out = {}
     s = sLSTMLayer(sLSTMLayerConfig(embedding_dim=E, num_heads=NH, conv1d_kernel_size=0, backend="vanilla",
                                     dtype="float32"))
 
@@ -78,18 +72,38 @@ def bench_official(B, T, E, NH, repeats):
     def m_forward(inp):
         return m(*(lin(inp) for lin in qkv))
 
+    cases = {}
     for name, fwd in (("slstm", s_forward), ("mlstm", m_forward)):
-        def inference():
+        def inference(fwd=fwd):
             with torch.no_grad():
                 fwd(x)
 
-        def train():
+        def train(fwd=fwd):
             xi = x.clone().requires_grad_(True)
             fwd(xi).sum().backward()
 
-        out[(name, "forward")] = _median_ms(inference, repeats)
-        out[(name, "train")] = _median_ms(train, max(1, repeats // 2))
-    return out
+        cases[(name, "forward")] = inference
+        cases[(name, "train")] = train
+    return cases
+
+
+def measure(mine, official, repeats):
+    """Median ms per case; pyrnn's and the official package's runs of a case alternate, so
+    both see the same machine load."""
+    times = {("pyrnn", k): [] for k in mine}
+    times.update({("official", k): [] for k in official})
+    for key in mine:
+        mine[key]()  # warm-up
+        if key in official:
+            official[key]()
+        for _ in range(repeats):
+            for lib, fn in (("pyrnn", mine[key]), ("official", official.get(key))):
+                if fn is None:
+                    continue
+                t0 = time.perf_counter()
+                fn()
+                times[(lib, key)].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -113,12 +127,15 @@ def main() -> None:
             pass
     print(f"B={a.batch} T={a.steps} E={a.dim} heads={a.heads} threads={pyrnn.get_num_threads()} "
           f"isa={pyrnn._core.active_isa()} float32, median ms of {a.repeats}")
-    mine = bench_pyrnn(a.batch, a.steps, a.dim, a.heads, a.repeats)
+    mine_cases = pyrnn_cases(a.batch, a.steps, a.dim, a.heads)
     try:
-        official = bench_official(a.batch, a.steps, a.dim, a.heads, a.repeats)
+        official_cases_ = official_cases(a.batch, a.steps, a.dim, a.heads)
     except ImportError as e:
         print(f"official xlstm package not available ({e}); pyrnn only")
-        official = {}
+        official_cases_ = {}
+    medians = measure(mine_cases, official_cases_, a.repeats)
+    mine = {k: medians[("pyrnn", k)] for k in mine_cases}
+    official = {k: medians[("official", k)] for k in official_cases_}
     print(f"{'cell':6} {'mode':8} {'pyrnn ms':>10} {'official ms':>12} {'speed-up':>9}")
     rows = []
     for key, ms in mine.items():

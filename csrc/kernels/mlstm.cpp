@@ -20,6 +20,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/layer_plan.h"
+#include "kernels/math.h"
 #include "kernels/xlstm.h"
 #include "kernels/xlstm_math.h"
 
@@ -127,14 +128,14 @@ void step(const Layout& L, index hd, const T* xrow, T inv_sqrt, T eps, const T* 
   if (std::isnan(st.s)) st.den = st.s;
 }
 
-// h (DH) of a step from its read-out.
+// h (DH) of a step from its read-out; og (DH) receives sigmoid(o~) when output_gate.
 template <typename T>
-void output(const Layout& L, index hd, const T* xrow, bool output_gate, const T* num, T den, T* h) {
+void output(const Layout& L, index hd, const T* xrow, bool output_gate, const T* num, T den, T* og, T* h) {
   const index DH = L.DH;
   const T inv = T(1) / den;
   if (output_gate) {
-    const T* og = xrow + L.o(hd);
-    for (index i = 0; i < DH; ++i) h[i] = num[i] * inv * sigmoid_s(og[i]);
+    vsigmoid(DH, xrow + L.o(hd), og);
+    for (index i = 0; i < DH; ++i) h[i] = num[i] * inv * og[i];
   } else {
     for (index i = 0; i < DH; ++i) h[i] = num[i] * inv;
   }
@@ -185,8 +186,8 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
-    std::vector<T> scratch(static_cast<size_t>(2 * DH));
-    T *kbuf = scratch.data(), *num = kbuf + DH;
+    std::vector<T> scratch(static_cast<size_t>(3 * DH));
+    T *kbuf = scratch.data(), *num = kbuf + DH, *og = num + DH;
 #pragma omp for schedule(static)
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
@@ -203,7 +204,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
         const T* xrow = xg + (t * B + b) * R;
         step(L, hd, xrow, inv_sqrt, eps, C, n, *m, C, n, kbuf, num, st);
         *m = st.m;
-        output(L, hd, xrow, d.output_gate, num, st.den, a.y + (t * B + b) * H + hd * DH);
+        output(L, hd, xrow, d.output_gate, num, st.den, og, a.y + (t * B + b) * H + hd * DH);
       }
       for (index t = Tb; t < TT; ++t) {
         T* y = a.y + (t * B + b) * H + hd * DH;
@@ -238,9 +239,9 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
     FlushDenormals ftz_thread;
     // One chunk's states: C, n after each step (index 0: the checkpoint), read-outs, scalars.
     std::vector<T> Cs(static_cast<size_t>((kChunk + 1) * DD)), ns(static_cast<size_t>((kChunk + 1) * DH));
-    std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(6 * DH));
+    std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(7 * DH));
     std::vector<StepScalars<T>> sts(static_cast<size_t>(kChunk));
-    T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dq = dnum + DH, *dk = dq + DH, *dnt = dk + DH;
+    T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dq = dnum + DH, *dk = dq + DH, *dnt = dk + DH, *og = dnt + DH;
 #pragma omp for schedule(static)
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
@@ -270,10 +271,11 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
           T* g = dxg.data() + (t * B + b) * R;
           const T* dy = a.dy ? a.dy + (t * B + b) * H + hd * DH : nullptr;
           const T inv_den = T(1) / st.den;
+          if (d.output_gate) vsigmoid(DH, xrow + L.o(hd), og);
           for (index i = 0; i < DH; ++i) {
             const T dyi = dy ? dy[i] : T(0);
             if (d.output_gate) {
-              const T o = sigmoid_s(xrow[L.o(hd) + i]);
+              const T o = og[i];
               g[L.o(hd) + i] = dyi * num[i] * inv_den * o * (T(1) - o);
               dht[i] = dyi * o;
             } else {
