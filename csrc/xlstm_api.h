@@ -60,7 +60,7 @@ struct MlstmDims {
 template <typename T>
 struct MlstmForwardArgs {
   const T* x;                   // (T, B, I)
-  const T* c0;                  // (B, NH, DH, DH)  C[i][j]: value unit i, key unit j
+  const T* c0;                  // (B, NH, DH, DH)  C[j][i]: key unit j, value unit i (k v^T)
   const T* n0;                  // (B, NH, DH)
   const T* m0;                  // (B, NH)
   const T* w_ih;                // (rows, I)

@@ -28,8 +28,8 @@ head) and, with ``output_gate``, **o** (H): ``w_ih`` (3H + 2NH [+ H], I). Per he
 k scaled by 1/sqrt(DH) and the state (C (DH, DH), n (DH,), m)::
 
     m' = -inf if n_{t-1} == 0 (all entries) else m_{t-1};  m_t, i', f' as for the sLSTM
-    C_t = f' C_{t-1} + i' v k^T,   n_t = f' n_{t-1} + i' k
-    h~  = C_t q / (max(|n_t . q|, exp(-m_t)) + eps),   h = sigmoid(o~) * h~  (or h~)
+    C_t = f' C_{t-1} + i' k v^T,   n_t = f' n_{t-1} + i' k     (C[j, i]: key j, value i)
+    h~  = C_t^T q / (max(|n_t . q|, exp(-m_t)) + eps),   h = sigmoid(o~) * h~  (or h~)
 
 ``exp(-m_t)`` is evaluated as ``exp(min(-m_t, 60))`` so that extreme gates cannot make it
 overflow (at that point h~ is ~1e-26 of |C q| anyway). Dividing the stabilised state by
@@ -222,9 +222,9 @@ def mlstm_forward(x, c0, n0, m0, w_ih, bias, num_heads, eps, output_gate, length
     for t in range(T):
         empty = np.all(n == 0, axis=-1)
         a, m_new, ip, fp = _stabilised_gates(ig[t], logf[t], m, empty)
-        C_new = fp[..., None, None] * C + ip[..., None, None] * v[t][..., :, None] * k[t][..., None, :]
+        C_new = fp[..., None, None] * C + ip[..., None, None] * k[t][..., :, None] * v[t][..., None, :]
         n_new = fp[..., None] * n + ip[..., None] * k[t]
-        num = np.einsum("bhij,bhj->bhi", C_new, q[t])
+        num = np.einsum("bhji,bhj->bhi", C_new, q[t])
         s = np.einsum("bhj,bhj->bh", n_new, q[t])
         e, _ = _exp_neg_m(m_new)
         den = np.maximum(np.abs(s), e) + eps
@@ -272,8 +272,8 @@ def mlstm_backward(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db):
         dnum = dht / den[..., None]
         dden = -np.einsum("bhi,bhi->bh", dht, s["num"]) / den ** 2
         qt = q[t]
-        dCt = dC + dnum[..., :, None] * qt[..., None, :]
-        dq = np.einsum("bhij,bhi->bhj", s["C_new"], dnum)
+        dCt = dC + qt[..., :, None] * dnum[..., None, :]
+        dq = np.einsum("bhji,bhi->bhj", s["C_new"], dnum)
         e, de_dm = _exp_neg_m(s["m_new"])
         use_s = np.abs(s["s"]) >= e
         ds = np.where(use_s, dden * np.sign(s["s"]), 0)
@@ -283,9 +283,9 @@ def mlstm_backward(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db):
         ip, fp = s["ip"], s["fp"]
         vt, kt = v[t], k[t]
         dfp = np.einsum("bhij,bhij->bh", dCt, s["C"]) + np.einsum("bhj,bhj->bh", dnt, s["n"])
-        dip = np.einsum("bhi,bhij,bhj->bh", vt, dCt, kt) + np.einsum("bhj,bhj->bh", dnt, kt)
-        dv = ip[..., None] * np.einsum("bhij,bhj->bhi", dCt, kt)
-        dk = ip[..., None] * (np.einsum("bhij,bhi->bhj", dCt, vt) + dnt)
+        dip = np.einsum("bhj,bhji,bhi->bh", kt, dCt, vt) + np.einsum("bhj,bhj->bh", dnt, kt)
+        dv = ip[..., None] * np.einsum("bhji,bhj->bhi", dCt, kt)
+        dk = ip[..., None] * (np.einsum("bhji,bhi->bhj", dCt, vt) + dnt)
         dmt = dmt - dip * ip - dfp * fp
         dig, da = _route_m(dmt, ig[t], s["a"], dip * ip, dfp * fp)
         dfg = da * sfn[t]

@@ -134,8 +134,7 @@ def test_mlstm_matches_official_chunkwise_and_recurrent_step():
     y, (C, n, m) = mine(qkv.numpy())
     h_chunk, (C_off, n_off, m_off) = chunkwise_simple(*heads, ig, fg, chunk_size=4, return_last_state=True)
     np.testing.assert_allclose(y, h_chunk.transpose(1, 2).reshape(B, T, E).numpy(), rtol=1e-6, atol=1e-8)
-    # recurrent steps from the official zero state (m0 = 0), continuing pyrnn's state layout:
-    # the official C is k v^T, pyrnn's is v k^T
+    # recurrent steps from the official zero state (m0 = 0); both memories are k v^T
     c_s = torch.zeros(B, NH, DH, DH, dtype=torch.float64)
     n_s = torch.zeros(B, NH, DH, 1, dtype=torch.float64)
     m_s = torch.zeros(B, NH, 1, 1, dtype=torch.float64)
@@ -150,4 +149,4 @@ def test_mlstm_matches_official_chunkwise_and_recurrent_step():
     # the final states describe the same memory: C / exp(-m) agree across conventions
     scale_mine = np.exp(m[0])[..., None, None]
     scale_off = torch.exp(m_s).numpy()
-    np.testing.assert_allclose(C[0] * scale_mine, (c_s.numpy() * scale_off).transpose(0, 1, 3, 2), rtol=1e-8)
+    np.testing.assert_allclose(C[0] * scale_mine, c_s.numpy() * scale_off, rtol=1e-8)

@@ -5,7 +5,8 @@
 //    one GEMM, xg (T*B, rows) = x W_ih^T + bias.
 // 2. Every (sequence, head) pair is independent: one OpenMP parallel region, each thread owns
 //    whole pairs for all T steps (no barrier). A step updates the pair's DH x DH memory and
-//    reads it out in the same pass over its rows (Vec<T>), so C stays in L1.
+//    reads it out in the same pass (Vec<T>, key-major rows, read-out accumulated in registers),
+//    so C stays in L1.
 // 3. Training (chunkwise checkpointing): the forward saves the state (C, n, m) entering every
 //    chunk of kChunk steps and nothing per step but xg. BPTT walks the chunks backwards:
 //    it recomputes one chunk's states from its checkpoint into a per-thread buffer, then runs
@@ -46,42 +47,71 @@ T dot(index n, const T* a, const T* b) {
   return s;
 }
 
-// out[j] = alpha * x[j] + beta * in[j] (out may alias in); returns sum_j out[j] * q[j].
+// The memory update and read-out of one step in one pass over C (key-major rows, C[j][:] is
+// key j): C_out[j] = fp * C_in[j] + (ip k[j]) v and num = C_out^T q, accumulated in registers
+// one column chunk at a time (no horizontal sums). C_out may alias C_in.
 template <typename T>
-T update_dot(index n, T alpha, const T* x, T beta, const T* in, T* out, const T* q) {
+void update_readout(index DH, T ip, T fp, const T* k, const T* v, const T* q, const T* C_in, T* C_out,
+                    T* num) {
   using V = Vec<T>;
-  const V va = V::broadcast(alpha), vb = V::broadcast(beta);
-  V acc = V::zero();
-  index j = 0;
-  for (; j + V::width <= n; j += V::width) {
-    const V r = fma(va, V::loadu(x + j), vb * V::loadu(in + j));
-    r.storeu(out + j);
-    acc = fma(r, V::loadu(q + j), acc);
+  const V vf = V::broadcast(fp);
+  for (index c = 0; c < DH; c += V::width) {
+    const int w = static_cast<int>(std::min<index>(V::width, DH - c));
+    const V vv = V::load_partial(v + c, w);
+    V acc = V::zero();
+    for (index j = 0; j < DH; ++j) {
+      const V r = fma(V::broadcast(ip * k[j]), vv, vf * V::load_partial(C_in + j * DH + c, w));
+      r.store_partial(C_out + j * DH + c, w);
+      acc = fma(V::broadcast(q[j]), r, acc);
+    }
+    acc.store_partial(num + c, w);
   }
-  if (j < n) {
-    const int w = static_cast<int>(n - j);
-    const V r = fma(va, V::load_partial(x + j, w), vb * V::load_partial(in + j, w));
-    r.store_partial(out + j, w);
-    acc = fma(r, V::load_partial(q + j, w), acc);
-  }
-  alignas(64) T lanes[V::width];
-  acc.storeu(lanes);
+}
+
+template <typename T>
+T hsum(Vec<T> v) {
+  alignas(64) T lanes[Vec<T>::width];
+  v.storeu(lanes);
   T s = T(0);
-  for (int i = 0; i < V::width; ++i) s += lanes[i];
+  for (int i = 0; i < Vec<T>::width; ++i) s += lanes[i];
   return s;
 }
 
-// y[j] += alpha * x[j]
+// n_out = fp * n_in + ip * k (n_out may alias n_in); returns n_out . q.
 template <typename T>
-void axpy(index n, T alpha, const T* x, T* y) {
+T update_dot(index n, T ip, const T* k, T fp, const T* n_in, T* n_out, const T* q) {
   using V = Vec<T>;
-  const V va = V::broadcast(alpha);
-  index j = 0;
-  for (; j + V::width <= n; j += V::width) fma(va, V::loadu(x + j), V::loadu(y + j)).storeu(y + j);
-  if (j < n) {
-    const int w = static_cast<int>(n - j);
-    fma(va, V::load_partial(x + j, w), V::load_partial(y + j, w)).store_partial(y + j, w);
+  V acc = V::zero();
+  for (index j = 0; j < n; j += V::width) {
+    const int w = static_cast<int>(std::min<index>(V::width, n - j));
+    const V r = fma(V::broadcast(ip), V::load_partial(k + j, w), V::broadcast(fp) * V::load_partial(n_in + j, w));
+    r.store_partial(n_out + j, w);
+    acc = fma(r, V::load_partial(q + j, w), acc);
   }
+  return hsum(acc);
+}
+
+// Backward through row j of the memory, one pass: with dc = dC[j] + q_j dnum (the gradient
+// of C_t's row), returns (C_t[j] . dnum, dc . v), adds dc * C_{t-1}[j] to dfp_acc and k_j dc
+// to dv, and leaves fp * dc in dC[j] (the gradient of C_{t-1}'s row).
+template <typename T>
+void row_backward(index DH, T qj, T kj, T fp, const T* dnum, const T* v, const T* C_new, const T* C_prev,
+                  T* dC, Vec<T>& dfp_acc, T* dv, T& c_dot_dnum, T& dc_dot_v) {
+  using V = Vec<T>;
+  V a1 = V::zero(), a2 = V::zero();
+  const V vq = V::broadcast(qj), vk = V::broadcast(kj), vf = V::broadcast(fp);
+  for (index c = 0; c < DH; c += V::width) {
+    const int w = static_cast<int>(std::min<index>(V::width, DH - c));
+    const V dn = V::load_partial(dnum + c, w);
+    a1 = fma(V::load_partial(C_new + c, w), dn, a1);
+    const V dc = fma(vq, dn, V::load_partial(dC + c, w));
+    dfp_acc = fma(dc, V::load_partial(C_prev + c, w), dfp_acc);
+    a2 = fma(dc, V::load_partial(v + c, w), a2);
+    fma(vk, dc, V::load_partial(dv + c, w)).store_partial(dv + c, w);
+    (vf * dc).store_partial(dC + c, w);
+  }
+  c_dot_dnum = hsum(a1);
+  dc_dot_v = hsum(a2);
 }
 
 // What one step's backward needs besides the states.
@@ -121,8 +151,7 @@ void step(const Layout& L, index hd, const T* xrow, T inv_sqrt, T eps, const T* 
   st.m = std::isnan(ig) || std::isnan(st.a) ? ig + st.a : (ig >= st.a ? ig : st.a);
   st.ip = std::exp(ig - st.m);
   st.fp = st.reset ? T(0) : std::exp(st.a - st.m);
-  for (index i = 0; i < DH; ++i)
-    num[i] = update_dot(DH, st.ip * v[i], kbuf, st.fp, C_in + i * DH, C_out + i * DH, q);
+  update_readout(DH, st.ip, st.fp, kbuf, v, q, C_in, C_out, num);
   st.s = update_dot(DH, st.ip, kbuf, st.fp, n_in, n_out, q);
   st.den = std::max(std::abs(st.s), exp_neg_m(st.m)) + eps;
   if (std::isnan(st.s)) st.den = st.s;
@@ -239,9 +268,9 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
     FlushDenormals ftz_thread;
     // One chunk's states: C, n after each step (index 0: the checkpoint), read-outs, scalars.
     std::vector<T> Cs(static_cast<size_t>((kChunk + 1) * DD)), ns(static_cast<size_t>((kChunk + 1) * DH));
-    std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(7 * DH));
+    std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(5 * DH));
     std::vector<StepScalars<T>> sts(static_cast<size_t>(kChunk));
-    T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dq = dnum + DH, *dk = dq + DH, *dnt = dk + DH, *og = dnt + DH;
+    T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dnt = dnum + DH, *og = dnt + DH;
 #pragma omp for schedule(static)
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
@@ -288,30 +317,23 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
           const T e = exp_neg_m(st.m);
           if (std::abs(st.s) >= e) ds = st.s > 0 ? dden : (st.s < 0 ? -dden : T(0));
           else if (-st.m <= T(kExpNegMCap)) dmt -= dden * e;
+          T dip = T(0);
+          Vec<T> dfp_acc = Vec<T>::zero();
+          T* dv = g + L.v(hd);
+          std::fill(dv, dv + DH, T(0));
           for (index j = 0; j < DH; ++j) {
             dnt[j] = dn[j] + ds * q[j];
-            dq[j] = ds * n_new[j];
-            dk[j] = T(0);
-          }
-          T dfp = T(0), dip = T(0);
-          for (index i = 0; i < DH; ++i) {
-            T* row = dC + i * DH;
-            axpy(DH, dnum[i], q, row);                  // dC_t = dC + dnum q^T
-            axpy(DH, dnum[i], C_new + i * DH, dq);      // dq += C_t^T dnum
-            dfp += dot(DH, row, C_prev + i * DH);
-            const T rk = dot(DH, row, kbuf);
-            g[L.v(hd) + i] = st.ip * rk;
-            dip += v[i] * rk;
-            axpy(DH, v[i], row, dk);                    // dk += dC_t^T v
-            for (index j = 0; j < DH; ++j) row[j] *= st.fp;  // dC_{t-1}
-          }
-          dfp += dot(DH, dnt, n_prev);
-          dip += dot(DH, dnt, kbuf);
-          for (index j = 0; j < DH; ++j) {
-            g[L.q(hd) + j] = dq[j];
-            g[L.k(hd) + j] = st.ip * (dk[j] + dnt[j]) * inv_sqrt;
+            T c_dot_dnum, dc_dot_v;
+            row_backward(DH, q[j], kbuf[j], st.fp, dnum, v, C_new + j * DH, C_prev + j * DH, dC + j * DH,
+                         dfp_acc, dv, c_dot_dnum, dc_dot_v);
+            g[L.q(hd) + j] = ds * n_new[j] + c_dot_dnum;
+            g[L.k(hd) + j] = st.ip * (dc_dot_v + dnt[j]) * inv_sqrt;
+            dip += kbuf[j] * dc_dot_v;
             dn[j] = st.fp * dnt[j];
           }
+          for (index i = 0; i < DH; ++i) dv[i] *= st.ip;
+          const T dfp = hsum(dfp_acc) + dot(DH, dnt, n_prev);
+          dip += dot(DH, dnt, kbuf);
           dmt -= dip * st.ip + dfp * st.fp;
           T dig = dip * st.ip, da = dfp * st.fp;
           if (xrow[L.i(hd)] >= st.a) dig += dmt;
