@@ -57,14 +57,23 @@ void update_readout(index DH, T ip, T fp, const T* k, const T* v, const T* q, co
   const V vf = V::broadcast(fp);
   for (index c = 0; c < DH; c += V::width) {
     const int w = static_cast<int>(std::min<index>(V::width, DH - c));
-    const V vv = V::load_partial(v + c, w);
-    V acc = V::zero();
-    for (index j = 0; j < DH; ++j) {
-      const V r = fma(V::broadcast(ip * k[j]), vv, vf * V::load_partial(C_in + j * DH + c, w));
-      r.store_partial(C_out + j * DH + c, w);
-      acc = fma(V::broadcast(q[j]), r, acc);
+    const V vv = load_n(v + c, w);
+    V acc0 = V::zero(), acc1 = V::zero();  // two chains: the FMA latency, not the chain, bounds
+    index j = 0;
+    for (; j + 1 < DH; j += 2) {
+      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * load_n(C_in + j * DH + c, w));
+      const V r1 = fma(V::broadcast(ip * k[j + 1]), vv, vf * load_n(C_in + (j + 1) * DH + c, w));
+      store_n(r0, C_out + j * DH + c, w);
+      store_n(r1, C_out + (j + 1) * DH + c, w);
+      acc0 = fma(V::broadcast(q[j]), r0, acc0);
+      acc1 = fma(V::broadcast(q[j + 1]), r1, acc1);
     }
-    acc.store_partial(num + c, w);
+    if (j < DH) {
+      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * load_n(C_in + j * DH + c, w));
+      store_n(r0, C_out + j * DH + c, w);
+      acc0 = fma(V::broadcast(q[j]), r0, acc0);
+    }
+    store_n(acc0 + acc1, num + c, w);
   }
 }
 
@@ -84,9 +93,9 @@ T update_dot(index n, T ip, const T* k, T fp, const T* n_in, T* n_out, const T* 
   V acc = V::zero();
   for (index j = 0; j < n; j += V::width) {
     const int w = static_cast<int>(std::min<index>(V::width, n - j));
-    const V r = fma(V::broadcast(ip), V::load_partial(k + j, w), V::broadcast(fp) * V::load_partial(n_in + j, w));
-    r.store_partial(n_out + j, w);
-    acc = fma(r, V::load_partial(q + j, w), acc);
+    const V r = fma(V::broadcast(ip), load_n(k + j, w), V::broadcast(fp) * load_n(n_in + j, w));
+    store_n(r, n_out + j, w);
+    acc = fma(r, load_n(q + j, w), acc);
   }
   return hsum(acc);
 }
@@ -102,13 +111,13 @@ void row_backward(index DH, T qj, T kj, T fp, const T* dnum, const T* v, const T
   const V vq = V::broadcast(qj), vk = V::broadcast(kj), vf = V::broadcast(fp);
   for (index c = 0; c < DH; c += V::width) {
     const int w = static_cast<int>(std::min<index>(V::width, DH - c));
-    const V dn = V::load_partial(dnum + c, w);
-    a1 = fma(V::load_partial(C_new + c, w), dn, a1);
-    const V dc = fma(vq, dn, V::load_partial(dC + c, w));
-    dfp_acc = fma(dc, V::load_partial(C_prev + c, w), dfp_acc);
-    a2 = fma(dc, V::load_partial(v + c, w), a2);
-    fma(vk, dc, V::load_partial(dv + c, w)).store_partial(dv + c, w);
-    (vf * dc).store_partial(dC + c, w);
+    const V dn = load_n(dnum + c, w);
+    a1 = fma(load_n(C_new + c, w), dn, a1);
+    const V dc = fma(vq, dn, load_n(dC + c, w));
+    dfp_acc = fma(dc, load_n(C_prev + c, w), dfp_acc);
+    a2 = fma(dc, load_n(v + c, w), a2);
+    store_n(fma(vk, dc, load_n(dv + c, w)), dv + c, w);
+    store_n(vf * dc, dC + c, w);
   }
   c_dot_dnum = hsum(a1);
   dc_dot_v = hsum(a2);

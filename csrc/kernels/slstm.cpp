@@ -81,7 +81,8 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index 
   const V ninf = V::broadcast(neg_inf<T>());
   for (index j = 0; j < DH; j += V::width) {
     const int w = static_cast<int>(std::min<index>(V::width, DH - j));
-    auto ld = [w](const T* p) { return V::load_partial(p, w); };
+    auto ld = [w](const T* p) { return load_n(p, w); };
+    auto st = [w](V v, T* p) { store_n(v, p, w); };
     const V ri = ld(raw_r + j) + ld(xrow + off + j);
     const V rf = ld(raw_r + DH + j) + ld(xrow + H + off + j);
     const V rz = ld(raw_r + 2 * DH + j) + ld(xrow + 2 * H + off + j);
@@ -97,18 +98,18 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index 
     const V cn = fma(fp, cp, ip * z);
     const V nn = fp * np + ip;
     const V hn = o * cn / nn;
-    hn.store_partial(h + j, w);
-    hn.store_partial(y + j, w);
-    cn.store_partial(c + j, w);
-    nn.store_partial(n + j, w);
-    mn.store_partial(m + j, w);
+    st(hn, h + j);
+    st(hn, y + j);
+    st(cn, c + j);
+    st(nn, n + j);
+    st(mn, m + j);
     if (training) {
-      ip.store_partial(xrow + off + j, w);
-      fp.store_partial(xrow + H + off + j, w);
-      z.store_partial(xrow + 2 * H + off + j, w);
-      o.store_partial(xrow + 3 * H + off + j, w);
-      (d.forget_exp ? V::broadcast(T(1)) : sigmoid_v(-rf)).store_partial(sfn_out + j, w);
-      (ri - av).store_partial(gap_out + j, w);
+      st(ip, xrow + off + j);
+      st(fp, xrow + H + off + j);
+      st(z, xrow + 2 * H + off + j);
+      st(o, xrow + 3 * H + off + j);
+      st(d.forget_exp ? V::broadcast(T(1)) : sigmoid_v(-rf), sfn_out + j);
+      st(ri - av, gap_out + j);
     }
   }
 }
