@@ -47,13 +47,18 @@ class _Cell(ParameterModule):
             c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
         if self.training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
             xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
+        p = self._params
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
+        elif not self.training:  # streaming inference: the single-step kernel, nothing kept
+            h_new, c_new = _backend.ops().layer_step(
+                self.cell, xt[0], h, c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
+                p.get("bias_hh"), None)
+            cache = None
         else:
-            p = self._params
             _, h_new, c_new, cache = _backend.ops().layer_forward(
                 self.cell, xt, h, c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
-                p.get("bias_hh"), None, None, False, self.training)
+                p.get("bias_hh"), None, None, False, True)
         if self.training:
             self._caches.append((cache, batched, B))
         shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)

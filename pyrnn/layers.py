@@ -163,6 +163,35 @@ class _RecurrentLayer(ParameterModule):
     def _state_out(state: np.ndarray, batched: bool) -> np.ndarray:
         return state if batched else state[:, 0, :]
 
+    # -- streaming -----------------------------------------------------------------------------
+
+    def _step(self, x: Any, h: Any, c: Any):
+        """One time step of every layer for streaming inference (no cache, no dropout)."""
+        if self.bidirectional:
+            raise ValueError(f"{type(self).__name__}.step streams forward in time; a bidirectional "
+                             "layer needs the whole sequence: call the layer on it instead")
+        is_lstm = self.cell == "lstm"
+        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
+        B = xt.shape[1]
+        h = self._initial_state(h, "h", B, self.output_size, batched)
+        c = self._initial_state(c, "c", B, self.hidden_size, batched) if is_lstm else None
+        if B == 0:
+            return np.zeros((0, self.output_size), self.dtype), h.copy(), (c.copy() if is_lstm else None)
+        ops = _backend.ops()
+        layer_input = xt[0]
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh, w_hr = self._arrays(self._params, layer, 0)
+            h_new, c_new = ops.layer_step(self.cell, layer_input, h[layer],
+                                          c[layer] if is_lstm else None, w_ih, w_hh, b_ih, b_hh, w_hr)
+            hs.append(h_new)
+            cs.append(c_new)
+            layer_input = h_new
+        h_n = hs[0][None] if len(hs) == 1 else np.stack(hs)
+        c_n = (cs[0][None] if len(cs) == 1 else np.stack(cs)) if is_lstm else None
+        y = layer_input if batched else layer_input[0]
+        return y, self._state_out(h_n, batched), (self._state_out(c_n, batched) if is_lstm else None)
+
     # -- backward ------------------------------------------------------------------------------
 
     def _backward(self, dy: Any, dh_n: Any, dc_n: Any):
@@ -293,6 +322,13 @@ class RNN(_RecurrentLayer):
         dx, dh0, _ = self._backward(dy, dh_n, None)
         return dx, dh0
 
+    def step(self, x_t: Any, h: Any = None):
+        """One time step for streaming inference: ``y_t, h = layer.step(x_t, h)`` with ``x_t``
+        ``(B, I)`` or ``(I,)`` and ``h`` shaped like ``h_n`` (None: zeros). Keeps no cache and
+        applies no dropout, in either mode; equals the full forward run one step at a time."""
+        y, h_n, _ = self._step(x_t, h, None)
+        return y, h_n
+
     def _extra_repr(self) -> list[str]:
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity={self.nonlinearity!r}"]
 
@@ -330,6 +366,14 @@ class LSTM(_RecurrentLayer):
         dx, dh0, dc0 = self._backward(dy, dh_n, dc_n)
         return dx, (dh0, dc0)
 
+    def step(self, x_t: Any, state: Any = None):
+        """One time step for streaming inference: ``y_t, (h, c) = lstm.step(x_t, (h, c))`` with
+        ``x_t`` ``(B, I)`` or ``(I,)`` and states shaped like ``(h_n, c_n)`` (None: zeros). Keeps
+        no cache and applies no dropout, in either mode; equals the full forward one step at a time."""
+        h, c = _checks.pair(state, "state", ("h", "c"))
+        y, h_n, c_n = self._step(x_t, h, c)
+        return y, (h_n, c_n)
+
     @classmethod
     def from_torch(cls, module: Any) -> LSTM:
         """The equivalent layer of a ``torch.nn.LSTM`` (same weights and configuration)."""
@@ -364,6 +408,13 @@ class GRU(_RecurrentLayer):
         """BPTT through the last training-mode forward: returns ``(dx, dh0)``."""
         dx, dh0, _ = self._backward(dy, dh_n, None)
         return dx, dh0
+
+    def step(self, x_t: Any, h: Any = None):
+        """One time step for streaming inference: ``y_t, h = layer.step(x_t, h)`` with ``x_t``
+        ``(B, I)`` or ``(I,)`` and ``h`` shaped like ``h_n`` (None: zeros). Keeps no cache and
+        applies no dropout, in either mode; equals the full forward run one step at a time."""
+        y, h_n, _ = self._step(x_t, h, None)
+        return y, h_n
 
     def _extra_repr(self) -> list[str]:
         return [] if self.reset_after else ["reset_after=False"]

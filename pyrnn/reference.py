@@ -444,6 +444,17 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
     return y, h, c, cache
 
 
+def layer_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+    """One inference step of one layer: ``x`` ``(B, I)``, ``h`` ``(B, P)``, ``c`` ``(B, H)``
+    (LSTM) or None.  Returns ``(h_new, c_new)``; the same math as a T = 1 :func:`layer_forward`."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected shape (B, I), got {x.shape}")
+    _, h_new, c_new, _ = layer_forward(cell, x[None], h, c, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                       None, False, False)
+    return h_new, c_new
+
+
 def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr):
     """Backpropagation through time of the :func:`layer_forward` that gave ``cache``.
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "kernels/barrier.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_plan.h"
 #include "vec/vec_math.h"
@@ -39,6 +40,7 @@ struct ForwardContext {
   T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
+  StepBarrier* barrier;    // the time loop's team
 };
 
 // Loads and stores of lanes [0, m) where m may be short of a full register (block tails).

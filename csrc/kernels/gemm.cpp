@@ -6,6 +6,10 @@
 //         for each NR panel                (B micro-panel KC x NR: L1)
 //           for each MR strip: micro-tile  (MR x NR accumulators in registers, FMA)
 //
+// gemm_packed runs the same loops on B packed once by pack_b (panels of the full K) and on A
+// in place. Products of at most MR rows with B not transposed skip packing: they are bound
+// by reading B, which few_rows streams row by row.
+//
 // Every element of C is one FMA chain over k = 0..K-1 in order, restarted per KC slice
 // (KC depends only on K) and the slices added to C in order. No code path (packed or direct
 // operands, tile shape, thread partition, transposes) changes that, so results are bitwise
@@ -16,7 +20,6 @@
 
 #include <algorithm>
 #include <array>
-#include <type_traits>
 #include <utility>
 
 #include "vec/vec.h"
@@ -34,8 +37,11 @@ struct Blocking {
   static constexpr index KC = 16384 / (NR * sizeof(T));
   // ... an MC x KC block of A about 192 KB of a 512 KB L2 ...
   static constexpr index MC = 196608 / (KC * sizeof(T)) / MR * MR;
-  // ... and a KC x NC block of B a few MB of the shared L3.
+  // ... and a KC x NC block of B a few MB of the shared L3, reused by many MC blocks of A;
+  // with a single MC block there is no such reuse, and a block of NC_ONE_MC columns (128 KB)
+  // stays in L2 between its packing and its use.
   static constexpr index NC = 256 * NR;
+  static constexpr index NC_ONE_MC = 131072 / (KC * sizeof(T)) / NR * NR;
 };
 
 // Depth of the K slices: K split into equal slices of at most KC (a function of K alone).
@@ -47,61 +53,95 @@ index slice_depth(index K) {
 
 enum class Store { Overwrite, Scale, Accumulate };  // C = acc; C = beta*C + acc; C += acc
 
+// Writes the first n (<= width) lanes of one accumulator to cp as `mode` says. Every path
+// stores through here, so an element's result never depends on the path that computed it.
+template <typename T>
+inline void store_acc(T* cp, int n, Vec<T> acc, Store mode, Vec<T> beta) {
+  using V = Vec<T>;
+  if (mode != Store::Overwrite) {
+    const V old = n == V::width ? V::loadu(cp) : V::load_partial(cp, n);
+    acc = mode == Store::Accumulate ? old + acc : fma(beta, old, acc);
+  }
+  if (n == V::width) acc.storeu(cp);
+  else acc.store_partial(cp, n);
+}
+
+// Panels a tile of R rows covers: few rows leave registers for several panels at once, which
+// keeps a batch-1 product streaming B at full width.
+template <typename T>
+constexpr int panels_per_tile(int R) {
+  return std::max(1, Blocking<T>::MR / R);
+}
+
 // One R x (P*NR) tile of C from a kc-deep slice.
 //   a: packed strip (element (r, k) at a[k*MR + r]) or row-major (a[r*lda + k])
 //   b: P panels at b + p*ps_b, row k of a panel at + k*rs_b, NR readable columns each
+//   b_next: a panel laid out like b, prefetched into cache row by row during the k loop
 //   c: (R, n_valid) written, n_valid <= P*NR
 template <typename T, int R, int P, bool kPackedA>
-void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b, T* c,
-                index ldc, index n_valid, Store mode, T beta) {
+void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
+                const T* b_next, T* c, index ldc, index n_valid, Store mode, T beta) {
   using V = Vec<T>;
   constexpr int W = V::width, NV = 2 * P, MR = Blocking<T>::MR;
+  constexpr bool kTwoLinesPerRow = 2 * W * sizeof(T) > 64;
+  // C is usually far from L1 (touched once per K slice): start fetching the tile now so the
+  // writeback after the k loop does not stall on it.
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) __builtin_prefetch(c + r * ldc + v * W, 1);
+    __builtin_prefetch(c + r * ldc + NV * W - 1, 1);
+  }
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   for (index k = 0; k < kc; ++k) {
-    V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W);
-    for (int r = 0; r < R; ++r) {
-      const V ar = V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+    __builtin_prefetch(b_next + k * rs_b);
+    if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
+    auto a_at = [&](int r) { return V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]); };
+    auto b_at = [&](int v) { return V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W); };
+    // Hold whichever operand has fewer vectors in registers and stream the other, so that
+    // accumulators + held + 1 fit the register file.
+    if constexpr (R < NV) {
+      V av[R];
+      for (int r = 0; r < R; ++r) av[r] = a_at(r);
+      for (int v = 0; v < NV; ++v) {
+        const V bv = b_at(v);
+        for (int r = 0; r < R; ++r) acc[r][v] = fma(av[r], bv, acc[r][v]);
+      }
+    } else {
+      V bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = b_at(v);
+      for (int r = 0; r < R; ++r) {
+        const V ar = a_at(r);
+        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+      }
     }
   }
   const V vbeta = V::broadcast(beta);
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV && v * W < n_valid; ++v) {
-      T* cp = c + r * ldc + v * W;
-      const int n = static_cast<int>(std::min<index>(W, n_valid - v * W));
-      V out = acc[r][v];
-      if (mode != Store::Overwrite) {
-        const V old = n == W ? V::loadu(cp) : V::load_partial(cp, n);
-        out = mode == Store::Accumulate ? old + out : fma(vbeta, old, out);
-      }
-      if (n == W) out.storeu(cp);
-      else out.store_partial(cp, n);
-    }
-  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV && v * W < n_valid; ++v)
+      store_acc(c + r * ldc + v * W, static_cast<int>(std::min<index>(W, n_valid - v * W)),
+                acc[r][v], mode, vbeta);
 }
 
-// A strip of R < MR rows against all panels of a block; few rows leave registers for
-// several panels at once (P of them), which keeps a batch-1 product streaming B.
+// A strip of R < MR rows against the panels of n columns, panels_per_tile(R) at a time;
+// b_next as for micro_tile.
 template <typename T, int R, bool kPackedA>
 void short_strip(index n, index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
-                 T* c, index ldc, Store mode, T beta) {
-  constexpr int NR = Blocking<T>::NR, P = std::max(1, Blocking<T>::MR / R);
+                 const T* b_next, T* c, index ldc, Store mode, T beta) {
+  constexpr int NR = Blocking<T>::NR, P = panels_per_tile<T>(R);
   const index panels = (n + NR - 1) / NR;
   index p = 0;
   for (; p + P <= panels; p += P)
-    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
                                   std::min<index>(P * NR, n - p * NR), mode, beta);
   for (; p < panels; ++p)
-    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, c + p * NR, ldc,
+    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
                                   std::min<index>(NR, n - p * NR), mode, beta);
 }
 
 template <typename T, bool kPackedA>
-using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, T*, index,
-                              Store, T);
+using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, const T*,
+                              T*, index, Store, T);
 
 // short_strip for R = 1 .. MR-1, indexed by R - 1.
 template <typename T, bool kPackedA, int... Rm1>
@@ -116,19 +156,114 @@ template <typename T, bool kPackedA>
 void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, index rs_b,
                  index ps_b, T* c, index ldc, Store mode, T beta) {
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  static constexpr auto short_strips =
+      short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
   const index strip_stride = kPackedA ? MR * kc : MR * lda;
-  const index panels = (n + NR - 1) / NR, strips = m / MR;
-  // Panels outer, strips inner: each B micro-panel is loaded into L1 once and reused.
-  for (index p = 0; p < panels; ++p)
-    for (index s = 0; s < strips; ++s)
-      micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, b + p * ps_b, rs_b, ps_b,
-                                     c + s * MR * ldc + p * NR, ldc,
-                                     std::min<index>(NR, n - p * NR), mode, beta);
-  if (const index rest = m - strips * MR; rest > 0) {
-    static constexpr auto table =
-        short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
-    table[rest - 1](n, kc, a + strips * strip_stride, lda, b, rs_b, ps_b, c + strips * MR * ldc,
-                    ldc, mode, beta);
+  const index panels = (n + NR - 1) / NR, strips = m / MR, rest = m - strips * MR;
+  // Panels outer, strips inner: each B micro-panel is loaded into L1 once and used by every
+  // strip, the short last strip included (it takes a group of panels at a time). The first
+  // strip of a panel prefetches the next one.
+  const index group = rest > 0 ? panels_per_tile<T>(static_cast<int>(rest)) : 1;
+  for (index p0 = 0; p0 < panels; p0 += group) {
+    const index p1 = std::min(panels, p0 + group);
+    for (index p = p0; p < p1; ++p) {
+      const T* bp = b + p * ps_b;
+      const T* next = p + 1 < panels ? bp + ps_b : bp;
+      const index n_valid = std::min<index>(NR, n - p * NR);
+      for (index s = 0; s < strips; ++s)
+        micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, bp, rs_b, ps_b,
+                                       s == 0 ? next : bp, c + s * MR * ldc + p * NR, ldc,
+                                       n_valid, mode, beta);
+    }
+    if (rest > 0) {
+      const T* next = p1 < panels ? b + p1 * ps_b : b + p0 * ps_b;
+      short_strips[rest - 1](std::min(n, p1 * NR) - p0 * NR, kc, a + strips * strip_stride, lda,
+                             b + p0 * ps_b, rs_b, ps_b, next, c + strips * MR * ldc + p0 * NR,
+                             ldc, mode, beta);
+    }
+  }
+}
+
+// Per-thread buffers, grown on demand and kept (no allocation in steady state).
+template <typename T>
+T* scratch(int which, index n) {
+  thread_local AlignedVector<T> buffers[3];  // A strips, B panels, accumulators
+  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
+  return buffers[which].data();
+}
+
+// C (m, n) from m <= MR rows of op(A) times B (kc, n) row-major, read in place row by row:
+// a product with so few rows is bound by reading B, which this streams in long contiguous
+// runs (packing, or panel-wise reads with a stride per row, would cost more than the
+// arithmetic). Accumulators for a chunk of columns live in an L1 buffer; the FMA chain of
+// each element is the same as in micro_tile. op(A)(r, k) is a[r*rs_a + k*cs_a].
+template <typename T>
+void few_rows(index m, index n, index kc, const T* a, index rs_a, index cs_a, const T* b,
+              index ldb, T* c, index ldc, Store mode, T beta) {
+  using V = Vec<T>;
+  constexpr int W = V::width;
+  constexpr index kBufferBytes = 16384;
+  const index chunk = std::max<index>(W, kBufferBytes / (m * index(sizeof(T))) / W * W);
+  T* acc = scratch<T>(2, m * chunk);
+  const V vbeta = V::broadcast(beta);
+  for (index j0 = 0; j0 < n; j0 += chunk) {
+    const index nj = std::min(chunk, n - j0);
+    const index full = nj / W * W;
+    const int tail = static_cast<int>(nj - full);
+    std::fill(acc, acc + m * chunk, T(0));
+    // acc[r][j] = fma(a[r][k], b[k][j], acc[r][j]) for k in order, four rows of B per pass.
+    index k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      const T* bk = b + k * ldb + j0;
+      for (index r = 0; r < m; ++r) {
+        const T* ar = a + r * rs_a + k * cs_a;
+        const V a0 = V::broadcast(ar[0]), a1 = V::broadcast(ar[cs_a]);
+        const V a2 = V::broadcast(ar[2 * cs_a]), a3 = V::broadcast(ar[3 * cs_a]);
+        T* accr = acc + r * chunk;
+        auto step = [&](index j, auto load) {
+          V s = V::load(accr + j);
+          s = fma(a0, load(bk + j), s);
+          s = fma(a1, load(bk + ldb + j), s);
+          s = fma(a2, load(bk + 2 * ldb + j), s);
+          s = fma(a3, load(bk + 3 * ldb + j), s);
+          s.store(accr + j);
+        };
+        for (index j = 0; j < full; j += W) step(j, [](const T* p) { return V::loadu(p); });
+        if (tail) step(full, [tail](const T* p) { return V::load_partial(p, tail); });
+      }
+    }
+    for (; k < kc; ++k) {
+      const T* bk = b + k * ldb + j0;
+      for (index r = 0; r < m; ++r) {
+        const V ak = V::broadcast(a[r * rs_a + k * cs_a]);
+        T* accr = acc + r * chunk;
+        for (index j = 0; j < full; j += W)
+          fma(ak, V::loadu(bk + j), V::load(accr + j)).store(accr + j);
+        if (tail)
+          fma(ak, V::load_partial(bk + full, tail), V::load(accr + full)).store(accr + full);
+      }
+    }
+    for (index r = 0; r < m; ++r)
+      for (index j = 0; j < nj; j += W)
+        store_acc(c + r * ldc + j0 + j, static_cast<int>(std::min<index>(W, nj - j)),
+                  V::load(acc + r * chunk + j), mode, vbeta);
+  }
+}
+
+// Packs (kc, n) with column j taken from the row row_of(j)[0..kc) into NR-wide panels (layout
+// as pack_b_panels): NR source rows are read in step, as sequential streams.
+template <typename T, typename RowOf>
+void pack_rows_panels(index kc, index n, RowOf row_of, T* dst, index panel_rows) {
+  constexpr int NR = Blocking<T>::NR;
+  const T* src[NR];
+  for (index p = 0; p * NR < n; ++p) {
+    const int width = static_cast<int>(std::min<index>(NR, n - p * NR));
+    for (int j = 0; j < width; ++j) src[j] = row_of(p * NR + j);
+    T* d = dst + p * panel_rows * NR;
+    for (index k = 0; k < kc; ++k, d += NR) {
+      for (int j = 0; j < width; ++j) d[j] = src[j][k];
+      for (int j = width; j < NR; ++j) d[j] = T(0);
+    }
   }
 }
 
@@ -140,29 +275,26 @@ void pack_b_panels(bool trans_b, index kc, index n, const T* B, index ldb, T* ds
                    index panel_rows) {
   using V = Vec<T>;
   constexpr int NR = Blocking<T>::NR, W = V::width;
-  for (index p = 0; p * NR < n; ++p) {
-    const int cols = static_cast<int>(std::min<index>(NR, n - p * NR));
-    T* d = dst + p * panel_rows * NR;
-    if (!trans_b) {
-      const T* s = B + p * NR;
-      for (index k = 0; k < kc; ++k, s += ldb, d += NR) {
-        if (cols == NR) {
-          V::loadu(s).store(d);
-          V::loadu(s + W).store(d + W);
-        } else {
-          V::load_partial(s, std::min(cols, W)).store(d);
-          V::load_partial(s + W, std::max(cols - W, 0)).store(d + W);
-        }
+  const index full = n / NR;  // panels without padding
+  const int cols = static_cast<int>(n - full * NR);  // columns of the padded last panel
+  if (!trans_b) {
+    // Row by row, so that B is read in long contiguous runs.
+    for (index k = 0; k < kc; ++k) {
+      const T* s = B + k * ldb;
+      T* d = dst + k * NR;
+      for (index p = 0; p < full; ++p, s += NR, d += panel_rows * NR) {
+        V::loadu(s).store(d);
+        V::loadu(s + W).store(d + W);
       }
-    } else {
-      // Reads `cols` rows of B in step (sequential streams), writes rows of the panel.
-      const T* s = B + p * NR * ldb;
-      for (index k = 0; k < kc; ++k, d += NR) {
-        for (int j = 0; j < cols; ++j) d[j] = s[j * ldb + k];
-        for (int j = cols; j < NR; ++j) d[j] = T(0);
+      if (cols > 0) {
+        V::load_partial(s, std::min(cols, W)).store(d);
+        V::load_partial(s + W, std::max(cols - W, 0)).store(d + W);
       }
     }
+    return;
   }
+  // Column j of op(B) is row j of B.
+  pack_rows_panels(kc, n, [B, ldb](index j) { return B + j * ldb; }, dst, panel_rows);
 }
 
 // Packs op(A) (m, kc) into MR-row strips (strip s at dst + s*MR*kc, element (r, k) at
@@ -186,14 +318,6 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
   }
 }
 
-// Per-thread packing buffers, grown on demand and kept (no allocation in steady state).
-template <typename T>
-T* scratch(int which, index n) {
-  thread_local AlignedVector<T> buffers[2];
-  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
-  return buffers[which].data();
-}
-
 // C (m, n) = beta*C, for K = 0 (beta = 0 writes zeros without reading C).
 template <typename T>
 void scale_c(index m, index n, T beta, T* C, index ldc) {
@@ -208,45 +332,31 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const index kc_max = slice_depth<T>(K);
-  // One strip of rows reuses nothing, so it reads A and (full panels of) B where they lie.
-  const bool direct = M <= MR;
-  const bool pack_a = trans_a || !direct;
-  const bool packed_b = trans_b || !direct;
-  const index nc_max = std::min<index>(Bk::NC, (N + NR - 1) / NR * NR);
-  T* bbuf = scratch<T>(1, kc_max * (packed_b ? nc_max : NR));
-  T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max)
-                   : nullptr;
-  for (index jc = 0; jc < N; jc += Bk::NC) {
-    const index nc = std::min<index>(Bk::NC, N - jc);
+  auto slice_mode = [beta](index pc) {
+    return pc > 0 ? Store::Accumulate : (beta == T(0) ? Store::Overwrite : Store::Scale);
+  };
+  if (M <= MR && !trans_b) {
+    for (index pc = 0; pc < K; pc += kc_max)
+      few_rows(M, N, std::min(kc_max, K - pc), trans_a ? A + pc * lda : A + pc,
+               trans_a ? 1 : lda, trans_a ? lda : 1, B + pc * ldb, ldb, C, ldc, slice_mode(pc),
+               beta);
+    return;
+  }
+  const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
+  T* bbuf = scratch<T>(1, kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
+  T* abuf = scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max);
+  for (index jc = 0; jc < N; jc += nc_step) {
+    const index nc = std::min<index>(nc_step, N - jc);
     for (index pc = 0; pc < K; pc += kc_max) {
       const index kc = std::min(kc_max, K - pc);
-      const Store mode = pc > 0 ? Store::Accumulate
-                                : (beta == T(0) ? Store::Overwrite : Store::Scale);
-      // B slice (kc, nc): packed panels; or full panels in place plus the partial last panel
-      // packed (reading it in place would run past the row).
-      const T* bsrc = trans_b ? B + jc * ldb + pc : B + pc * ldb + jc;
-      const index n_inplace = packed_b ? 0 : nc / NR * NR;
-      if (nc > n_inplace)
-        pack_b_panels(trans_b, kc, nc - n_inplace, bsrc + n_inplace, ldb, bbuf, kc);
+      pack_b_panels(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, bbuf,
+                    kc);
       for (index ic = 0; ic < M; ic += Bk::MC) {
         const index mc = std::min<index>(Bk::MC, M - ic);
-        T* c = C + ic * ldc + jc;
-        auto run = [&](auto packed_a, const T* a, index lda_) {
-          constexpr bool kPackedA = decltype(packed_a)::value;
-          if (n_inplace > 0)
-            macro_block<T, kPackedA>(mc, n_inplace, kc, a, lda_, bsrc, ldb, NR, c, ldc, mode,
-                                     beta);
-          if (nc > n_inplace)
-            macro_block<T, kPackedA>(mc, nc - n_inplace, kc, a, lda_, bbuf, NR, kc * NR,
-                                     c + n_inplace, ldc, mode, beta);
-        };
-        if (pack_a) {
-          pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
-                        abuf);
-          run(std::true_type{}, abuf, 0);
-        } else {
-          run(std::false_type{}, A + ic * lda + pc, lda);
-        }
+        pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
+                      abuf);
+        macro_block<T, true>(mc, nc, kc, abuf, 0, bbuf, NR, kc * NR, C + ic * ldc + jc, ldc,
+                             slice_mode(pc), beta);
       }
     }
   }
@@ -329,6 +439,15 @@ void pack_b(bool trans_b, index K, index N, const T* B, index ldb, PackedB<T>& o
 }
 
 template <typename T>
+void pack_b_rows(index K, index N, const T* const* rows, PackedB<T>& out) {
+  constexpr int NR = Blocking<T>::NR;
+  out.K = K;
+  out.N = N;
+  out.data.assign((N + NR - 1) / NR * NR * K, T(0));
+  if (K > 0 && N > 0) pack_rows_panels(K, N, [rows](index j) { return rows[j]; }, out.data.data(), K);
+}
+
+template <typename T>
 void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
                  const PackedB<T>& Bp, T beta, T* C, index ldc) {
   using Bk = Blocking<T>;
@@ -357,6 +476,8 @@ template void gemm<double>(bool, bool, index, index, index, const double*, index
                            const double*, index, double, double*, index);
 template void pack_b<float>(bool, index, index, const float*, index, PackedB<float>&);
 template void pack_b<double>(bool, index, index, const double*, index, PackedB<double>&);
+template void pack_b_rows<float>(index, index, const float* const*, PackedB<float>&);
+template void pack_b_rows<double>(index, index, const double* const*, PackedB<double>&);
 template void gemm_packed<float>(index, index, index, const float*, index, const PackedB<float>&,
                                  float, float*, index);
 template void gemm_packed<double>(index, index, index, const double*, index,

@@ -25,6 +25,11 @@ struct PackedB {
 template <typename T>
 void pack_b(bool trans_b, index K, index N, const T* B, index ldb, PackedB<T>& out);
 
+// pack_b for op(B)(k, j) = rows[j][k]: a transposed B whose rows are gathered from anywhere
+// (the gate-blocked recurrent weights), packed in one pass.
+template <typename T>
+void pack_b_rows(index K, index N, const T* const* rows, PackedB<T>& out);
+
 // Columns [n_begin, n_end) of C(M,N) = beta*C + A(M,K) * Bp(K,N), computed serially by the
 // calling thread (callers split columns across threads). n_begin must be a multiple of
 // packed_panel_width<T>(); n_end may be N.

@@ -10,9 +10,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "kernels/layer.h"
+#include "kernels/barrier.h"
 #include "kernels/layer_plan.h"
 
 namespace pyrnn::PYRNN_ISA {
@@ -35,6 +37,7 @@ struct BackwardContext {
   PackedB<T> w_rec;        // W_hh (G*H, P)   (GRU reset-before: rows of r and z only)
   PackedB<T> w_n;          // GRU reset-before: W_hn (H, H)
   PackedB<T> w_proj;       // W_hr (P, H)
+  StepBarrier* barrier;    // the time loop's team
 };
 
 template <typename T>
@@ -154,7 +157,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range min
     for (index b = 0; b < B; ++b)
       for (index p = p_begin; p < p_end; ++p)
         dh_step[b * P + p] = step_valid(len, b, s.t) ? output_grad(s, b, P, p) : T(0);
-#pragma omp barrier
+        c.barrier->wait();
     if (u_end > u_begin) gemm_packed<T>(B, u_begin, u_end, dh_step, P, c.w_proj, T(0), c.dhraw, H);
   }
 
@@ -180,7 +183,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range min
 
   if (d.cell == Cell::GruResetBefore) {
     // d(r*h) = dn W_hn needs every unit's dn.
-#pragma omp barrier
+    c.barrier->wait();
     if (u_end > u_begin)
       gemm_packed<T>(B, u_begin, u_end, s.dG + 2 * H, c.GH, c.w_n, T(0), c.dhraw, H);
     for (index b = 0; b < B; ++b)
@@ -188,7 +191,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range min
   }
 
   // dh_prev = dG W_hh needs every unit's dG.
-#pragma omp barrier
+  c.barrier->wait();
   if (p_end > p_begin) {
     switch (d.cell) {
       case Cell::Gru:
@@ -263,8 +266,14 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops_per_step, std::min(c.blocks.count, c.out_blocks.count));
+  std::optional<StepBarrier> barrier;
 #pragma omp parallel num_threads(nt)
   {
+#pragma omp single
+    {
+      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
+      c.barrier = &*barrier;
+    }
     FlushDenormals ftz_thread;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
     const Range mine = thread_share(c.blocks.count, tid, nthreads);
@@ -277,7 +286,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
                        a.dy ? a.dy + t * B * P : nullptr,
                        c.dG + t * B * GH};
       run_step(c, step, mine, mine_out, a.dc0);
-#pragma omp barrier
+      c.barrier->wait();
     }
   }
 

@@ -9,9 +9,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "kernels/layer.h"
+#include "kernels/barrier.h"
 #include "kernels/layer_plan.h"
 #include "kernels/rowdot.h"
 
@@ -120,7 +122,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
 
   if (d.cell == Cell::GruResetBefore) {
     // n needs r*h of every unit: wait for all threads, then multiply by W_hn.
-#pragma omp barrier
+    c.barrier->wait();
     T* hn = c.hraw;  // (B, H) reused as the n-gate buffer
     reset_product(c, u_begin, u_end, hn);
     for (index j = mine.begin; j < mine.end; ++j) {
@@ -137,7 +139,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
 
   if (d.has_proj) {
     // h = (o * tanh c) W_hr^T needs every unit of the step: wait, then project own columns.
-#pragma omp barrier
+    c.barrier->wait();
     const index p0 = c.out_blocks.begin(mine_out.begin), p1 = c.out_blocks.begin(mine_out.end);
     projection_product(c, p0, p1, s.h_out);
     for (index b = 0; b < B; ++b) {
@@ -180,9 +182,6 @@ void pack_recurrent_weights(ForwardContext<T>& c) {
   if (d.has_proj) pack_b<T>(true, H, P, c.a.w_hr, H, c.w_proj);
 }
 
-// Batches up to this many rows use the natural-layout products (rowdot.h).
-constexpr index kDirectRows = 4;
-
 }  // namespace
 
 index training_workspace_size(const LayerDims& dims) { return workspace_layout(dims).total; }
@@ -221,9 +220,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
   add_folded_bias(d, a, xg, TB, GH);
 
-  // A few rows read the weights once per step in any layout: skip packing them.
-  c.direct = B <= kDirectRows;
-  if (!c.direct) pack_recurrent_weights(c);
+  c.direct = false;
+  pack_recurrent_weights(c);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
@@ -250,8 +248,14 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops_per_step, c.blocks.count);
+  std::optional<StepBarrier> barrier;
 #pragma omp parallel num_threads(nt)
   {
+#pragma omp single
+    {
+      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
+      c.barrier = &*barrier;
+    }
     FlushDenormals ftz_thread;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
     const Range mine = thread_share(c.blocks.count, tid, nthreads);
@@ -266,7 +270,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    xg + t * B * GH,
                    a.y + t * B * P};
       run_step(c, step, mine, mine_out);
-#pragma omp barrier
+      c.barrier->wait();
     }
   }
 }
@@ -296,8 +300,14 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, c.blocks.count);
+  std::optional<StepBarrier> barrier;
 #pragma omp parallel num_threads(nt)
   {
+#pragma omp single
+    {
+      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
+      c.barrier = &*barrier;
+    }
     FlushDenormals ftz_thread;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
     const Range mine = thread_share(c.blocks.count, tid, nthreads);

@@ -98,13 +98,12 @@ inline int loop_threads(double flops_per_step, index parts) {
 template <typename T>
 void pack_gate_blocked(const T* W, index G, const UnitBlocks& blocks, index K, PackedB<T>& out) {
   const index H = blocks.total;
-  std::vector<T> reordered(static_cast<size_t>(G * H * K));
-  T* dst = reordered.data();
+  std::vector<const T*> rows;
+  rows.reserve(static_cast<size_t>(G * H));
   for (index j = 0; j < blocks.count; ++j)
     for (index g = 0; g < G; ++g)
-      for (index u = blocks.begin(j); u < blocks.end(j); ++u, dst += K)
-        std::copy(W + (g * H + u) * K, W + (g * H + u + 1) * K, dst);
-  pack_b<T>(true, K, G * H, reordered.data(), K, out);
+      for (index u = blocks.begin(j); u < blocks.end(j); ++u) rows.push_back(W + (g * H + u) * K);
+  pack_b_rows<T>(K, G * H, rows.data(), out);
 }
 
 // Flush denormals to zero (and treat denormal inputs as zero) while alive; restores the

@@ -11,9 +11,9 @@ import numpy as np
 
 from .. import optim
 from ..checkpoint import load, save
-from ..config import get_num_threads, set_num_threads
+from ..config import get_num_threads
 from ..models import EncoderDecoder, Seq2Seq, Seq2Vec
-from .._threads import set_blas_threads
+from .._threads import limit_threads
 from ..training import fit, plot_history
 from . import tasks
 
@@ -148,8 +148,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "adding: Seq2Vec LSTM on the adding problem; sine: Seq2Seq forecasting")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default per task)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling (default 0)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for pyrnn's kernels and NumPy's BLAS (default: pyrnn's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for pyrnn's kernels and NumPy's BLAS (default 1: the demo's models "
+                             "are small, and one thread never waits on a busy machine)")
     parser.add_argument("--out", default="pyrnn-demo", help="folder for the model and loss curve (default ./pyrnn-demo)")
     parser.add_argument("--train-size", type=int, default=None, help="training examples (default per task)")
     parser.add_argument("--test-size", type=int, default=None, help="held-out examples (default per task)")
@@ -158,15 +159,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit("--threads must be >= 1")
-        set_num_threads(args.threads)
-        set_blas_threads(args.threads)
-    _say(f"pyrnn demo '{args.task}' (seed {args.seed}, {get_num_threads()} threads, output in {args.out}/)")
-    t0 = time.perf_counter()
-    result = TASKS[args.task](args)
-    result["wall_time"] = time.perf_counter() - t0
+    if args.threads < 1:
+        raise SystemExit("--threads must be >= 1")
+    with limit_threads(args.threads):        # restored afterwards when called from Python
+        _say(f"pyrnn demo '{args.task}' (seed {args.seed}, {get_num_threads()} threads, output in {args.out}/)")
+        t0 = time.perf_counter()
+        result = TASKS[args.task](args)
+        result["wall_time"] = time.perf_counter() - t0
     _say(f"total wall time {result['wall_time']:.1f}s")
     return result
 

@@ -1,0 +1,106 @@
+"""The streaming step API: layer.step and eval-mode cells (the native single-step kernel)."""
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import _core
+
+LAYERS = [
+    (pyrnn.RNN, {}), (pyrnn.RNN, {"nonlinearity": "relu"}), (pyrnn.LSTM, {}),
+    (pyrnn.LSTM, {"proj_size": 5}), (pyrnn.GRU, {}), (pyrnn.GRU, {"reset_after": False}),
+]
+
+
+def as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+@pytest.fixture(params=_core.available_isas())
+def isa(request):
+    before = _core.active_isa()
+    _core.select_isa(request.param)
+    yield request.param
+    _core.select_isa(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cls,kwargs", LAYERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_step_equals_forward(isa, threads, cls, kwargs, dtype):
+    pyrnn.set_num_threads(threads)
+    rng = np.random.default_rng(3)
+    layer = cls(7, 37, num_layers=2, dtype=dtype, seed=1, **kwargs).eval()
+    x = rng.standard_normal((6, 3, 7)).astype(dtype)
+    y_full, state_full = layer(x)
+    state = None
+    for t in range(x.shape[0]):
+        y_t, state = layer.step(x[t], state)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(y_t, y_full[t], rtol=tol, atol=tol)
+    for got, want in zip(as_tuple(state), as_tuple(state_full)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_step_unbatched_and_shapes():
+    lstm = pyrnn.LSTM(4, 6, num_layers=3, proj_size=2, seed=0)
+    y, (h, c) = lstm.step(np.ones(4, np.float32))
+    assert y.shape == (2,) and h.shape == (3, 2) and c.shape == (3, 6)
+    y, (h, c) = lstm.step(np.ones((5, 4), np.float32), (np.zeros((3, 5, 2)), None))
+    assert y.shape == (5, 2) and h.shape == (3, 5, 2) and c.shape == (3, 5, 6)
+
+
+def test_layer_step_is_inference_even_in_training_mode():
+    gru = pyrnn.GRU(3, 4, num_layers=2, dropout=0.5, seed=0)
+    x = np.ones((2, 3), np.float32)
+    y1, _ = gru.step(x)
+    y2, _ = gru.step(x)
+    np.testing.assert_array_equal(y1, y2)   # no dropout
+    with pytest.raises(RuntimeError):
+        gru.backward(np.ones((1, 2, 4), np.float32))   # no cache
+
+
+def test_bidirectional_step_refused():
+    with pytest.raises(ValueError, match="bidirectional"):
+        pyrnn.LSTM(3, 4, bidirectional=True).step(np.ones(3, np.float32))
+
+
+@pytest.mark.parametrize("bad, exc", [
+    (np.ones((2, 5), np.float32), ValueError),        # wrong input size
+    (np.ones((2, 2, 3), np.float32), ValueError),     # a sequence, not a step
+    (np.ones((2, 3), np.int32), TypeError),
+])
+def test_layer_step_bad_input(bad, exc):
+    with pytest.raises(exc):
+        pyrnn.RNN(3, 4).step(bad)
+
+
+def test_layer_step_bad_state():
+    with pytest.raises(ValueError, match="h"):
+        pyrnn.RNN(3, 4, num_layers=2).step(np.ones((2, 3), np.float32), np.zeros((1, 2, 4)))
+
+
+@pytest.mark.parametrize("cls", [pyrnn.RNNCell, pyrnn.LSTMCell, pyrnn.GRUCell])
+def test_eval_cell_matches_training_cell(cls):
+    cell = cls(5, 9, seed=2, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    train_out = cell(x)
+    cell.eval()
+    eval_out = cell(x)
+    for a, b in zip(as_tuple(train_out), as_tuple(eval_out)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_native_step_against_reference():
+    from pyrnn import reference
+    rng = np.random.default_rng(0)
+    for cell, G in [("rnn_tanh", 1), ("lstm", 4), ("gru", 3), ("gru_reset_before", 3)]:
+        H, I, B = 19, 6, 3
+        args = [rng.standard_normal((B, I)), rng.standard_normal((B, H)),
+                rng.standard_normal((B, H)) if cell == "lstm" else None,
+                rng.standard_normal((G * H, I)), rng.standard_normal((G * H, H)),
+                rng.standard_normal(G * H), rng.standard_normal(G * H), None]
+        got = _core.layer_step(cell, *args)
+        want = reference.layer_step(cell, *args)
+        for a, b in zip(got, want):
+            if b is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
