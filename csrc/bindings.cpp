@@ -17,6 +17,7 @@ namespace py = pybind11;
 using namespace pyrnn;
 
 void bind_testing(py::module_& m);  // bindings_testing.cpp
+void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
 
 namespace {
 
@@ -394,6 +395,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("omp_max_threads", [] { return omp_get_max_threads(); });
 
   bind_testing(m);
+  bind_xlstm(m);
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

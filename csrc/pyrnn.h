@@ -85,6 +85,14 @@ struct LayerBackwardArgs {
   T* dw_hr;                  // (P, H)            +=, null when !has_proj
 };
 
+// xLSTM (csrc/xlstm_api.h)
+struct SlstmDims;
+struct MlstmDims;
+template <typename T> struct SlstmForwardArgs;
+template <typename T> struct SlstmBackwardArgs;
+template <typename T> struct MlstmForwardArgs;
+template <typename T> struct MlstmBackwardArgs;
+
 enum class MathFn : int { Exp = 0, Sigmoid = 1, Tanh = 2 };
 
 // Everything one instruction set provides. Chosen once at import (csrc/isa.cpp).
@@ -111,6 +119,18 @@ struct KernelTable {
   // y[i] = fn(x[i]) with the vectorised approximations the cells use (x == y allowed).
   void (*math_f32)(MathFn fn, index n, const float* x, float* y);
   void (*math_f64)(MathFn fn, index n, const double* x, double* y);
+
+  // xLSTM layers (csrc/xlstm_api.h): sLSTM and mLSTM forward and BPTT over a whole sequence.
+  index (*slstm_workspace_size)(const SlstmDims&);
+  void (*slstm_forward_f32)(const SlstmDims&, const SlstmForwardArgs<float>&);
+  void (*slstm_forward_f64)(const SlstmDims&, const SlstmForwardArgs<double>&);
+  void (*slstm_backward_f32)(const SlstmDims&, const SlstmBackwardArgs<float>&);
+  void (*slstm_backward_f64)(const SlstmDims&, const SlstmBackwardArgs<double>&);
+  index (*mlstm_workspace_size)(const MlstmDims&);
+  void (*mlstm_forward_f32)(const MlstmDims&, const MlstmForwardArgs<float>&);
+  void (*mlstm_forward_f64)(const MlstmDims&, const MlstmForwardArgs<double>&);
+  void (*mlstm_backward_f32)(const MlstmDims&, const MlstmBackwardArgs<float>&);
+  void (*mlstm_backward_f64)(const MlstmDims&, const MlstmBackwardArgs<double>&);
 };
 
 namespace baseline { const KernelTable& kernel_table(); }

@@ -3,6 +3,7 @@
 #include "kernels/gemm.h"
 #include "kernels/layer.h"
 #include "kernels/math.h"
+#include "kernels/xlstm.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
@@ -32,6 +33,16 @@ const KernelTable& kernel_table() {
       &gemm<double>,
       &math_dispatch<float>,
       &math_dispatch<double>,
+      &slstm_workspace_size,
+      &slstm_forward<float>,
+      &slstm_forward<double>,
+      &slstm_backward<float>,
+      &slstm_backward<double>,
+      &mlstm_workspace_size,
+      &mlstm_forward<float>,
+      &mlstm_forward<double>,
+      &mlstm_backward<float>,
+      &mlstm_backward<double>,
   };
   return table;
 }

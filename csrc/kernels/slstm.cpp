@@ -1,0 +1,294 @@
+// sLSTM layer (scalar memory, exponential gating, memory mixing within heads): forward and
+// BPTT over a whole sequence. Maths: pyrnn/reference_xlstm.py.
+//
+// 1. The input projection of every step is one GEMM: xg (T*B, 4H) = x W_ih^T + bias.
+// 2. The recurrent matrix is block-diagonal over heads, so heads never exchange state: the
+//    time loop runs in one OpenMP parallel region where each thread owns whole (head, batch
+//    block) items for all T steps -- no barrier at all. Per step an item multiplies its rows
+//    of h by its head's packed (DH, 4DH) recurrent panel and applies the gate math (Vec<T>)
+//    while the block is in cache.
+// 3. Training keeps a compact workspace (activated gates and the states entering each step);
+//    BPTT runs per item in reverse with the same ownership, then dx, dW_ih, dW_hh and the
+//    bias gradient are one GEMM (or sum) each over all T*B rows.
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/layer_plan.h"
+#include "kernels/xlstm.h"
+#include "kernels/xlstm_math.h"
+
+namespace pyrnn::PYRNN_ISA {
+namespace {
+
+// Training workspace, every array (T, B, X): gates holds x W_ih^T + b first, then the
+// activated gates i', f', tanh(z~), sigmoid(o~) of each step; the rest is per unit.
+template <typename T>
+struct SlstmWorkspace {
+  T *gates, *hprev, *cprev, *nprev, *sfn, *gap;  // sfn: d log f / d f~; gap: i~ - (log f + m')
+};
+
+template <typename T>
+SlstmWorkspace<T> carve(const SlstmDims& d, T* base) {
+  const index TBH = d.T * d.B * d.H;
+  SlstmWorkspace<T> w;
+  w.gates = base;
+  w.hprev = base + 4 * TBH;
+  w.cprev = w.hprev + TBH;
+  w.nprev = w.cprev + TBH;
+  w.sfn = w.nprev + TBH;
+  w.gap = w.sfn + TBH;
+  return w;
+}
+
+// Items: (head, batch block) pairs; a thread owns whole items for the whole call.
+struct Items {
+  index NH, nb, B;
+  explicit Items(index NH_, index B_) : NH(NH_), B(B_) {
+    const index want = (num_threads() + NH_ - 1) / NH_;
+    nb = std::max<index>(1, std::min(B_, want));
+  }
+  index count() const { return NH * nb; }
+  index head(index it) const { return it % NH; }
+  index b0(index it) const { return B * (it / NH) / nb; }
+  index b1(index it) const { return B * (it / NH + 1) / nb; }
+};
+
+// Head h's block of w_hh as a contiguous (4DH, DH) matrix, row g*DH + j.
+template <typename T>
+void head_block(const T* w_hh, index H, index DH, index h, T* out) {
+  for (index g = 0; g < 4; ++g)
+    for (index j = 0; j < DH; ++j)
+      std::copy(w_hh + (g * H + h * DH + j) * DH, w_hh + (g * H + h * DH + j + 1) * DH,
+                out + (g * DH + j) * DH);
+}
+
+inline bool valid_at(const std::int64_t* lengths, index b, index t) {
+  return lengths == nullptr || t < lengths[b];
+}
+
+// Gate math of one (row, head): DH units. raw_r: recurrent products (4DH, gate-blocked);
+// raw_x: the row of xg (4H, natural order) at the head's offset.
+template <typename T>
+void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index off, T* h, T* c,
+                   T* n, T* m, T* y, T* sfn_out, T* gap_out, bool training) {
+  using V = Vec<T>;
+  const index H = d.H;
+  const V tiny = V::broadcast(std::numeric_limits<T>::min());
+  const V ninf = V::broadcast(neg_inf<T>());
+  for (index j = 0; j < DH; j += V::width) {
+    const int w = static_cast<int>(std::min<index>(V::width, DH - j));
+    auto ld = [w](const T* p) { return load_n(p, w); };
+    auto st = [w](V v, T* p) { store_n(v, p, w); };
+    const V ri = ld(raw_r + j) + ld(xrow + off + j);
+    const V rf = ld(raw_r + DH + j) + ld(xrow + H + off + j);
+    const V rz = ld(raw_r + 2 * DH + j) + ld(xrow + 2 * H + off + j);
+    const V ro = ld(raw_r + 3 * DH + j) + ld(xrow + 3 * H + off + j);
+    const V np = ld(n + j), cp = ld(c + j), mp_in = ld(m + j);
+    const V logf = d.forget_exp ? rf : logsigmoid_v(rf);
+    const auto reset = less(abs(np), tiny);  // an empty memory: its stabiliser is ignored
+    const V av = select(reset, ninf, mp_in) + logf;
+    const V mn = max(av, ri);
+    const V ip = exp_v(ri - mn);
+    const V fp = select(reset, V::zero(), exp_v(av - mn));
+    const V z = tanh_v(rz), o = sigmoid_v(ro);
+    const V cn = fma(fp, cp, ip * z);
+    const V nn = fp * np + ip;
+    const V hn = o * cn / nn;
+    st(hn, h + j);
+    st(hn, y + j);
+    st(cn, c + j);
+    st(nn, n + j);
+    st(mn, m + j);
+    if (training) {
+      st(ip, xrow + off + j);
+      st(fp, xrow + H + off + j);
+      st(z, xrow + 2 * H + off + j);
+      st(o, xrow + 3 * H + off + j);
+      st(d.forget_exp ? V::broadcast(T(1)) : sigmoid_v(-rf), sfn_out + j);
+      st(ri - av, gap_out + j);
+    }
+  }
+}
+
+}  // namespace
+
+index slstm_workspace_size(const SlstmDims& d) { return 9 * d.T * d.B * d.H; }
+
+template <typename T>
+void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
+  FlushDenormals ftz;
+  const index TT = d.T, B = d.B, H = d.H, NH = d.NH, DH = H / NH, G4 = 4 * H, TB = TT * B;
+  std::copy(a.h0, a.h0 + B * H, a.h_n);
+  std::copy(a.c0, a.c0 + B * H, a.c_n);
+  std::copy(a.n0, a.n0 + B * H, a.n_n);
+  std::copy(a.m0, a.m0 + B * H, a.m_n);
+  if (TT == 0 || B == 0) return;
+  const bool training = a.workspace != nullptr;
+  std::vector<T> xg_inference;
+  SlstmWorkspace<T> ws{};
+  T* xg;
+  if (training) {
+    ws = carve(d, a.workspace);
+    xg = ws.gates;
+  } else {
+    xg_inference.resize(static_cast<size_t>(TB * G4));
+    xg = xg_inference.data();
+  }
+  gemm<T>(false, true, TB, G4, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, G4);
+  if (a.bias)
+    for (index r = 0; r < TB; ++r)
+      for (index k = 0; k < G4; ++k) xg[r * G4 + k] += a.bias[k];
+
+  std::vector<PackedB<T>> panels(static_cast<size_t>(NH));
+  {
+    std::vector<T> block(static_cast<size_t>(4 * DH * DH));
+    for (index h = 0; h < NH; ++h) {
+      head_block(a.w_hh, H, DH, h, block.data());
+      pack_b<T>(true, DH, 4 * DH, block.data(), DH, panels[h]);
+    }
+  }
+  const Items items(NH, B);
+  const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz_thread;
+    std::vector<T> hg(static_cast<size_t>((B / items.nb + 1) * 4 * DH));
+#pragma omp for schedule(static)
+    for (index it = 0; it < items.count(); ++it) {
+      const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
+      for (index t = 0; t < TT; ++t) {
+        gemm_packed<T>(b1 - b0, 0, 4 * DH, a.h_n + b0 * H + off, H, panels[hd], T(0), hg.data(), 4 * DH);
+        for (index b = b0; b < b1; ++b) {
+          const index row = t * B + b, u = b * H + off;
+          T* y = a.y + row * H + off;
+          if (training) {
+            std::copy(a.h_n + u, a.h_n + u + DH, ws.hprev + row * H + off);
+            std::copy(a.c_n + u, a.c_n + u + DH, ws.cprev + row * H + off);
+            std::copy(a.n_n + u, a.n_n + u + DH, ws.nprev + row * H + off);
+          }
+          if (!valid_at(a.lengths, b, t)) {
+            std::fill(y, y + DH, T(0));
+            continue;
+          }
+          forward_units(d, DH, hg.data() + (b - b0) * 4 * DH, xg + row * G4, off, a.h_n + u,
+                        a.c_n + u, a.n_n + u, a.m_n + u, y,
+                        training ? ws.sfn + row * H + off : nullptr,
+                        training ? ws.gap + row * H + off : nullptr, training);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
+  FlushDenormals ftz;
+  const index TT = d.T, B = d.B, H = d.H, NH = d.NH, DH = H / NH, G4 = 4 * H, TB = TT * B, I = d.I;
+  auto copy_or_zero = [B, H](const T* src, T* dst) {
+    if (src) std::copy(src, src + B * H, dst);
+    else std::fill(dst, dst + B * H, T(0));
+  };
+  copy_or_zero(a.dh_n, a.dh0);  // the outputs double as the running state gradients
+  copy_or_zero(a.dc_n, a.dc0);
+  copy_or_zero(a.dn_n, a.dn0);
+  copy_or_zero(a.dm_n, a.dm0);
+  std::fill(a.dx, a.dx + TB * I, T(0));
+  if (TT == 0 || B == 0) return;
+  const SlstmWorkspace<T> ws = carve(d, const_cast<T*>(a.workspace));
+
+  std::vector<PackedB<T>> panels(static_cast<size_t>(NH));
+  {
+    std::vector<T> block(static_cast<size_t>(4 * DH * DH));
+    for (index h = 0; h < NH; ++h) {
+      head_block(a.w_hh, H, DH, h, block.data());
+      pack_b<T>(false, 4 * DH, DH, block.data(), DH, panels[h]);
+    }
+  }
+  std::vector<T> draw(static_cast<size_t>(TB * G4));  // gate pre-activation gradients
+  const Items items(NH, B);
+  const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz_thread;
+    const index rows_max = B / items.nb + 1;
+    std::vector<T> dg(static_cast<size_t>(rows_max * 4 * DH)), dh_prev(static_cast<size_t>(rows_max * DH));
+#pragma omp for schedule(static)
+    for (index it = 0; it < items.count(); ++it) {
+      const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
+      for (index t = TT - 1; t >= 0; --t) {
+        for (index b = b0; b < b1; ++b) {
+          const index row = t * B + b, u0 = row * H + off;
+          T* g = dg.data() + (b - b0) * 4 * DH;
+          T* gd = draw.data() + row * G4 + off;
+          if (!valid_at(a.lengths, b, t)) {
+            std::fill(g, g + 4 * DH, T(0));
+            for (index q = 0; q < 4; ++q) std::fill(gd + q * H, gd + q * H + DH, T(0));
+            continue;
+          }
+          const T* gates = ws.gates + row * G4 + off;
+          const T* dy = a.dy ? a.dy + u0 : nullptr;
+          T *dh = a.dh0 + b * H + off, *dc = a.dc0 + b * H + off, *dn = a.dn0 + b * H + off,
+            *dm = a.dm0 + b * H + off;
+          for (index j = 0; j < DH; ++j) {
+            const T ip = gates[j], fp = gates[H + j], z = gates[2 * H + j], o = gates[3 * H + j];
+            const T cp = ws.cprev[u0 + j], np = ws.nprev[u0 + j];
+            const T cn = fp * cp + ip * z, nn = fp * np + ip, inv_n = T(1) / nn;
+            const T dht = dh[j] + (dy ? dy[j] : T(0));
+            const T dog = dht * cn * inv_n * o * (T(1) - o);
+            const T dct = dc[j] + dht * o * inv_n;
+            const T dnt = dn[j] - dht * o * cn * inv_n * inv_n;
+            const T dzg = dct * ip * (T(1) - z * z);
+            const T dip = dct * z + dnt, dfp = dct * cp + dnt * np;
+            const T dmt = dm[j] - dip * ip - dfp * fp;
+            T dig = dip * ip, da = dfp * fp;
+            if (ws.gap[u0 + j] >= T(0)) dig += dmt;
+            else da += dmt;
+            const T dfg = da * ws.sfn[u0 + j];
+            dc[j] = dct * fp;
+            dn[j] = dnt * fp;
+            dm[j] = std::abs(np) < std::numeric_limits<T>::min() ? T(0) : da;
+            g[j] = gd[j] = dig;
+            g[DH + j] = gd[H + j] = dfg;
+            g[2 * DH + j] = gd[2 * H + j] = dzg;
+            g[3 * DH + j] = gd[3 * H + j] = dog;
+          }
+        }
+        gemm_packed<T>(b1 - b0, 0, DH, dg.data(), 4 * DH, panels[hd], T(0), dh_prev.data(), DH);
+        for (index b = b0; b < b1; ++b)
+          if (valid_at(a.lengths, b, t))
+            std::copy(dh_prev.data() + (b - b0) * DH, dh_prev.data() + (b - b0 + 1) * DH, a.dh0 + b * H + off);
+      }
+    }
+  }
+
+  // Input, weight and bias gradients: one product over all T*B rows each.
+  gemm<T>(false, false, TB, I, G4, draw.data(), G4, a.w_ih, I, T(0), a.dx, I);
+  std::vector<T> x_valid;
+  const T* x = a.x;
+  if (a.lengths) {  // padding steps never enter the sums (0 * NaN would leak)
+    x_valid.assign(a.x, a.x + TB * I);
+    for (index row = 0; row < TB; ++row)
+      if (!valid_at(a.lengths, row % B, row / B))
+        std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
+    x = x_valid.data();
+  }
+  gemm<T>(true, false, G4, I, TB, draw.data(), G4, x, I, T(1), a.dw_ih, I);
+  for (index g = 0; g < 4; ++g)
+    for (index h = 0; h < NH; ++h)
+      gemm<T>(true, false, DH, DH, TB, draw.data() + g * H + h * DH, G4, ws.hprev + h * DH, H, T(1),
+              a.dw_hh + (g * H + h * DH) * DH, DH);
+  if (a.db)
+    for (index r = 0; r < TB; ++r)
+      for (index k = 0; k < G4; ++k) a.db[k] += draw[r * G4 + k];
+}
+
+template void slstm_forward<float>(const SlstmDims&, const SlstmForwardArgs<float>&);
+template void slstm_forward<double>(const SlstmDims&, const SlstmForwardArgs<double>&);
+template void slstm_backward<float>(const SlstmDims&, const SlstmBackwardArgs<float>&);
+template void slstm_backward<double>(const SlstmDims&, const SlstmBackwardArgs<double>&);
+
+}  // namespace pyrnn::PYRNN_ISA
