@@ -86,7 +86,7 @@ index unit_block_width() {
 // Threads worth using for a time loop doing `flops_per_step` over `parts` blocks: a
 // barrier per step costs about a microsecond, so small steps stay on one thread.
 inline int loop_threads(double flops_per_step, index parts) {
-  constexpr double kMinFlopsPerThread = 60000.0;
+  constexpr double kMinFlopsPerThread = 100000.0;
   index nt = std::min<index>(num_threads(), parts);
   nt = std::min<index>(nt, static_cast<index>(flops_per_step / kMinFlopsPerThread));
   return static_cast<int>(std::max<index>(nt, 1));
