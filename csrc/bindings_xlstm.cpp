@@ -9,65 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "array_checks.h"
 #include "pyrnn.h"
 #include "xlstm_api.h"
 
 namespace py = pybind11;
 using namespace pyrnn;
+using namespace pyrnn::bind;
 
 namespace {
-
-std::string shape_str(const std::vector<pyrnn::index>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
-template <typename T>
-py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<pyrnn::index>& shape) {
-  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
-    throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
-                         ", got " + std::string(py::str(arr.dtype())));
-  if (!(arr.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
-  bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i) ok = arr.shape(i) == shape[i];
-  if (!ok) {
-    std::vector<pyrnn::index> got(arr.shape(), arr.shape() + arr.ndim());
-    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(got));
-  }
-  return py::reinterpret_borrow<py::array_t<T>>(arr);
-}
-
-template <typename T>
-std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name,
-                                               const std::vector<pyrnn::index>& shape) {
-  if (obj.is_none()) return std::nullopt;
-  return checked<T>(obj, name, shape);
-}
-
-template <typename T>
-std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name,
-                                           const std::vector<pyrnn::index>& shape) {
-  auto a = optional_checked<T>(obj, name, shape);
-  if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
-  return a;
-}
-
-template <typename T>
-const T* ptr(const std::optional<py::array_t<T>>& a) { return a ? a->data() : nullptr; }
-
-std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {
-  if (obj.is_none()) return std::nullopt;
-  auto lengths = checked<std::int64_t>(obj, "lengths", {B});
-  auto l = lengths.template unchecked<1>();
-  for (pyrnn::index b = 0; b < B; ++b)
-    if (l(b) < 1 || l(b) > T)
-      throw py::value_error("lengths[" + std::to_string(b) + "] = " + std::to_string(l(b)) +
-                            " is outside 1.." + std::to_string(T));
-  return lengths;
-}
 
 void check_heads(pyrnn::index H, pyrnn::index NH) {
   if (NH < 1) throw py::value_error("num_heads must be >= 1, got " + std::to_string(NH));
@@ -130,7 +80,7 @@ py::tuple slstm_forward_impl(const py::array& x_obj, const py::object& h0_o, con
   std::optional<py::array_t<T>> ws;
   if (training) ws = py::array_t<T>(kt.slstm_workspace_size(d));
   SlstmForwardArgs<T> a{x.data(), h0.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), w_hh.data(),
-                        ptr(bias), lengths ? lengths->data() : nullptr, y.mutable_data(),
+                        in_ptr(bias), lengths ? lengths->data() : nullptr, y.mutable_data(),
                         h_n.mutable_data(), c_n.mutable_data(), n_n.mutable_data(), m_n.mutable_data(),
                         ws ? ws->mutable_data() : nullptr};
   {
@@ -178,7 +128,7 @@ py::tuple slstm_backward_impl(const SlstmCache& cache, const py::object& dy_o, c
   if (!cache.lengths.is_none()) lengths = checked<std::int64_t>(cache.lengths, "cache.lengths", {d.B});
   py::array_t<T> dx({d.T, d.B, d.I}), dh0({d.B, d.H}), dc0({d.B, d.H}), dn0({d.B, d.H}), dm0({d.B, d.H});
   SlstmBackwardArgs<T> a{x.data(), w_ih.data(), w_hh.data(), lengths ? lengths->data() : nullptr, ws.data(),
-                         ptr(dy), ptr(dh), ptr(dc), ptr(dn), ptr(dm), dx.mutable_data(), dh0.mutable_data(),
+                         in_ptr(dy), in_ptr(dh), in_ptr(dc), in_ptr(dn), in_ptr(dm), dx.mutable_data(), dh0.mutable_data(),
                          dc0.mutable_data(), dn0.mutable_data(), dm0.mutable_data(), dw_ih->mutable_data(),
                          dw_hh->mutable_data(), db ? db->mutable_data() : nullptr};
   {
@@ -229,7 +179,7 @@ py::tuple mlstm_forward_impl(const py::array& x_obj, const py::object& c0_o, con
   py::array_t<T> y({d.T, d.B, d.H}), c_n({d.B, NH, DH, DH}), n_n({d.B, NH, DH}), m_n({d.B, NH});
   std::optional<py::array_t<T>> ws;
   if (training) ws = py::array_t<T>(kt.mlstm_workspace_size(d));
-  MlstmForwardArgs<T> a{x.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), ptr(bias),
+  MlstmForwardArgs<T> a{x.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), in_ptr(bias),
                         lengths ? lengths->data() : nullptr, y.mutable_data(), c_n.mutable_data(),
                         n_n.mutable_data(), m_n.mutable_data(), ws ? ws->mutable_data() : nullptr};
   {
@@ -271,8 +221,8 @@ py::tuple mlstm_backward_impl(const MlstmCache& cache, const py::object& dy_o, c
   std::optional<py::array_t<std::int64_t>> lengths;
   if (!cache.lengths.is_none()) lengths = checked<std::int64_t>(cache.lengths, "cache.lengths", {d.B});
   py::array_t<T> dx({d.T, d.B, d.I}), dc0({d.B, NH, DH, DH}), dn0({d.B, NH, DH}), dm0({d.B, NH});
-  MlstmBackwardArgs<T> a{x.data(), w_ih.data(), lengths ? lengths->data() : nullptr, ws.data(), ptr(dy),
-                         ptr(dc), ptr(dn), ptr(dm), dx.mutable_data(), dc0.mutable_data(), dn0.mutable_data(),
+  MlstmBackwardArgs<T> a{x.data(), w_ih.data(), lengths ? lengths->data() : nullptr, ws.data(), in_ptr(dy),
+                         in_ptr(dc), in_ptr(dn), in_ptr(dm), dx.mutable_data(), dc0.mutable_data(), dn0.mutable_data(),
                          dm0.mutable_data(), dw_ih->mutable_data(), db ? db->mutable_data() : nullptr};
   {
     py::gil_scoped_release release;

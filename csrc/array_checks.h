@@ -1,0 +1,82 @@
+// Array checks shared by the binding files: each returns the argument as a C-contiguous
+// array of dtype T and exact shape, or throws a Python TypeError/ValueError naming it.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pyrnn.h"
+
+namespace pyrnn::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const std::vector<pyrnn::index>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+inline std::string shape_of(const py::array& a) {
+  std::vector<pyrnn::index> shape(a.shape(), a.shape() + a.ndim());
+  return shape_str(shape);
+}
+
+// Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it.
+template <typename T>
+py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<pyrnn::index>& shape) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = arr.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " +
+                          shape_of(arr));
+  return py::reinterpret_borrow<py::array_t<T>>(arr);
+}
+
+template <typename T>
+const T* in_ptr(const std::optional<py::array_t<T>>& a) { return a ? a->data() : nullptr; }
+
+template <typename T>
+T* out_ptr(std::optional<py::array_t<T>>& a) { return a ? a->mutable_data() : nullptr; }
+
+template <typename T>
+std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name,
+                                               const std::vector<pyrnn::index>& shape) {
+  if (obj.is_none()) return std::nullopt;
+  return checked<T>(obj, name, shape);
+}
+
+// A writable gradient accumulator: must be C-contiguous, writable, of dtype T.
+template <typename T>
+std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name,
+                                           const std::vector<pyrnn::index>& shape) {
+  auto a = optional_checked<T>(obj, name, shape);
+  if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
+  return a;
+}
+
+inline std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {
+  if (obj.is_none()) return std::nullopt;
+  auto lengths = checked<std::int64_t>(obj, "lengths", {B});
+  auto l = lengths.template unchecked<1>();
+  for (pyrnn::index b = 0; b < B; ++b)
+    if (l(b) < 1 || l(b) > T)
+      throw py::value_error("lengths[" + std::to_string(b) + "] = " + std::to_string(l(b)) +
+                            " is outside 1.." + std::to_string(T));
+  return lengths;
+}
+
+}  // namespace pyrnn::bind
