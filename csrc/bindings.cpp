@@ -33,6 +33,30 @@ Cell parse_cell(const std::string& name) {
                         name + "'");
 }
 
+// The dimensions of a layer call from x's (T, B, I) and the weights; checks that the
+// optional weights come in consistent combinations.
+LayerDims layer_dims(Cell cell, pyrnn::index T, pyrnn::index B, pyrnn::index I, const py::object& w_hh_obj,
+                     const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
+  const pyrnn::index G = gate_count(cell);
+  if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
+    throw py::value_error("w_hh must be a 2-D array (G*H, P)");
+  auto w_hh = py::reinterpret_borrow<py::array>(w_hh_obj);
+  LayerDims d{};
+  d.cell = cell;
+  d.T = T;
+  d.B = B;
+  d.I = I;
+  d.H = w_hh.shape(0) / G;
+  d.P = w_hh.shape(1);
+  d.has_bias = !b_ih_obj.is_none();
+  d.has_proj = !w_hr_obj.is_none();
+  if (d.has_proj && cell != Cell::Lstm) throw py::value_error("w_hr (projection) is LSTM only");
+  if (!d.has_proj && d.P != d.H)
+    throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh));
+  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
+  return d;
+}
+
 // What a training-mode forward leaves for its backward. Opaque to Python.
 struct LayerCache {
   LayerDims dims;
@@ -50,24 +74,10 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
                        bool training) {
   const Cell cell = parse_cell(cell_name);
   if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got " + shape_of(x_obj));
-  LayerDims d{};
-  d.cell = cell;
-  d.T = x_obj.shape(0);
-  d.B = x_obj.shape(1);
-  d.I = x_obj.shape(2);
+  LayerDims d = layer_dims(cell, x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_hh_obj, b_ih_obj,
+                           b_hh_obj, w_hr_obj);
   d.reverse = reverse;
   const pyrnn::index G = gate_count(cell);
-  if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
-    throw py::value_error("w_hh must be a 2-D array (G*H, P)");
-  auto w_hh_arr = py::reinterpret_borrow<py::array>(w_hh_obj);
-  d.H = w_hh_arr.shape(0) / G;
-  d.P = w_hh_arr.shape(1);
-  d.has_bias = !b_ih_obj.is_none();
-  d.has_proj = !w_hr_obj.is_none();
-  if (d.has_proj && cell != Cell::Lstm) throw py::value_error("w_hr (projection) is LSTM only");
-  if (!d.has_proj && d.P != d.H)
-    throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh_arr));
-  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
 
   auto x = checked<T>(x_obj, "x", {d.T, d.B, d.I});
   auto h0 = checked<T>(h0_obj, "h0", {d.B, d.P});
@@ -138,23 +148,9 @@ py::tuple step_impl(const std::string& cell_name, const py::array& x_obj, const 
                     const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
   const Cell cell = parse_cell(cell_name);
   if (x_obj.ndim() != 2) throw py::value_error("x: expected shape (B, I), got " + shape_of(x_obj));
+  const LayerDims d = layer_dims(cell, 1, x_obj.shape(0), x_obj.shape(1), w_hh_obj, b_ih_obj,
+                                 b_hh_obj, w_hr_obj);
   const pyrnn::index G = gate_count(cell);
-  if (!py::isinstance<py::array>(w_hh_obj) || py::reinterpret_borrow<py::array>(w_hh_obj).ndim() != 2)
-    throw py::value_error("w_hh must be a 2-D array (G*H, P)");
-  auto w_hh_arr = py::reinterpret_borrow<py::array>(w_hh_obj);
-  LayerDims d{};
-  d.cell = cell;
-  d.T = 1;
-  d.B = x_obj.shape(0);
-  d.I = x_obj.shape(1);
-  d.H = w_hh_arr.shape(0) / G;
-  d.P = w_hh_arr.shape(1);
-  d.has_bias = !b_ih_obj.is_none();
-  d.has_proj = !w_hr_obj.is_none();
-  if (d.has_proj && cell != Cell::Lstm) throw py::value_error("w_hr (projection) is LSTM only");
-  if (!d.has_proj && d.P != d.H)
-    throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh_arr));
-  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
   auto x = checked<T>(x_obj, "x", {d.B, d.I});
   auto h = checked<T>(h_obj, "h", {d.B, d.P});
   auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
