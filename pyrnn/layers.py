@@ -136,7 +136,8 @@ class _RecurrentLayer(ParameterModule):
             mask = None
             if training and self.dropout > 0 and layer < self.num_layers - 1:
                 mask = self._dropout_mask(layer_input.shape)
-                layer_input = layer_input * mask
+                with np.errstate(invalid="ignore"):  # a dropped inf is NaN, as IEEE (and torch) say
+                    layer_input = layer_input * mask
             masks.append(mask)
         return layer_input, h_n, c_n, caches, masks
 
@@ -254,7 +255,8 @@ class _RecurrentLayer(ParameterModule):
                     dc0[k] = dc
                 d_input = dx if d_input is None else d_input + dx
             if layer > 0 and tape.masks[layer - 1] is not None:
-                d_input = d_input * tape.masks[layer - 1]
+                with np.errstate(invalid="ignore"):
+                    d_input = d_input * tape.masks[layer - 1]
             d_output = d_input
         return d_output, dh0, dc0
 

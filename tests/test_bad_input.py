@@ -361,3 +361,10 @@ def test_random_cell_calls_never_crash(kind, x_shape, h_shape):
     h_new = out[0] if kind == "lstm" else out
     dx, _ = cell.backward((h_new, None) if kind == "lstm" else h_new)
     assert dx.shape == x.shape
+
+
+def test_dropout_of_infinite_values_is_nan_without_warnings():
+    # found by hypothesis: inf * 0 (a dropped unit) is NaN, with no RuntimeWarning escaping
+    rnn = pyrnn.RNN(1, 4, num_layers=2, nonlinearity="relu", dropout=0.5, seed=0)
+    y, _ = rnn(np.array([[[np.inf]]], np.float32))
+    rnn.backward(np.ones_like(y))
