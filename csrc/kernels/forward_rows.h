@@ -23,6 +23,7 @@ struct Step {
   T* c_out;                // (B, H) LSTM (may equal c_in)
   T* xg;                   // (B, G*H) input projection of this step; activated gates in training
   T* y;                    // (B, P) output rows of this step
+  const T* xg_next;        // the next step's xg, prefetched during this one (null: last step)
 };
 
 template <typename T>

@@ -92,6 +92,14 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   const index u_begin = blk.begin(mine.begin), u_end = blk.begin(mine.end);
   const index Gr = d.cell == Cell::GruResetBefore ? 2 : G;  // gates in the first product
 
+  // The input projection was computed for all steps up front and has long left the cache:
+  // ask for the next step's rows of this thread's units now, to arrive during this step.
+  if (s.xg_next != nullptr && u_end > u_begin) {
+    constexpr index kLine = 64 / sizeof(T);
+    for (index b = 0; b < B; ++b)
+      for (index g = 0; g < G; ++g)
+        for (index u = u_begin; u < u_end; u += kLine) __builtin_prefetch(s.xg_next + b * c.GH + g * H + u, 0, 2);
+  }
   recurrent_product(c, s.h_in, Gr, mine);
 
   for (index j = mine.begin; j < mine.end; ++j) {
@@ -268,7 +276,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    lstm ? c_slot_in(t) : nullptr,
                    lstm ? c_slot_out(s, t) : nullptr,
                    xg + t * B * GH,
-                   a.y + t * B * P};
+                   a.y + t * B * P,
+                   s + 1 < TT ? xg + (d.reverse ? t - 1 : t + 1) * B * GH : nullptr};
       run_step(c, step, mine, mine_out);
       c.barrier->wait();
     }
@@ -322,7 +331,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
           for (index g = 0; g < G; ++g)
             for (index u = u_begin; u < u_end; ++u) xg[b * GH + g * H + u] += folded_bias(d, a, g * H + u);
     }
-    Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y};
+    Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y, nullptr};
     run_step(c, step, mine, mine_out);
   }
 }
