@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,17 @@ def torch_to_numpy(value: Any) -> Any:
     if hasattr(value, "detach") and hasattr(value, "numpy"):
         return value.detach().cpu().numpy()
     return value
+
+
+@dataclass
+class Tape:
+    """What one training-mode forward of a layer leaves for its ``backward``."""
+
+    T: int
+    B: int
+    batched: bool
+    caches: list[Any]                    # per (layer, direction), from the kernels' forward
+    masks: list[np.ndarray | None]       # dropout mask applied to each layer's output
 
 
 class ParameterModule:
@@ -112,6 +124,20 @@ class ParameterModule:
 
     def _drop_caches(self) -> None:  # overridden by subclasses that keep caches
         pass
+
+    # -- backward bookkeeping of layers (subclasses that keep a Tape in ``self._tape``) ----------
+
+    def _take_tape(self) -> Any:
+        if self._tape is None:
+            if not self.training:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward: the layer is in eval mode, where forward keeps "
+                    "no cache for backpropagation; call .train() and run the forward again")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward needs a training-mode forward call first "
+                "(none was made, or its backward already ran: each forward supports one backward)")
+        tape, self._tape = self._tape, None
+        return tape
 
     # -- helpers for subclasses ------------------------------------------------------------------
 

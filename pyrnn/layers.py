@@ -6,24 +6,12 @@ applies inter-layer dropout and converts between the user's layout and time-majo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _backend, _checks
-from ._module import GATES, ParameterModule
-
-
-@dataclass
-class _Tape:
-    """What one training-mode forward leaves for ``backward``."""
-
-    T: int
-    B: int
-    batched: bool
-    caches: list[Any]                    # per (layer, direction), from layer_forward
-    masks: list[np.ndarray | None]       # dropout mask applied to each layer's output
+from ._module import GATES, ParameterModule, Tape
 
 
 class _RecurrentLayer(ParameterModule):
@@ -54,7 +42,7 @@ class _RecurrentLayer(ParameterModule):
         self._names = [tuple(n if n in self._params else "" for n in
                              (kind + self._suffix(layer, direction) for kind in kinds))
                        for layer in range(self.num_layers) for direction in range(self.num_directions)]
-        self._tape: _Tape | None = None
+        self._tape: Tape | None = None
 
     # -- structure -----------------------------------------------------------------------------
 
@@ -109,7 +97,7 @@ class _RecurrentLayer(ParameterModule):
             masks: list[np.ndarray | None] = []
         else:
             y, h_n, c_n, caches, masks = self._run_layers(xt, h0, c0, lengths, training)
-        self._tape = _Tape(T, B, batched, caches, masks) if training else None
+        self._tape = Tape(T, B, batched, caches, masks) if training else None
         return self._to_user_layout(y, batched), self._state_out(h_n, batched), (
             self._state_out(c_n, batched) if is_lstm else None)
 
@@ -220,7 +208,7 @@ class _RecurrentLayer(ParameterModule):
     def _backward(self, dy: Any, dh_n: Any, dc_n: Any):
         tape = self._take_tape()
         is_lstm = self.cell == "lstm"
-        T, B, D, P = tape.T, tape.B, self.num_directions, self.output_size
+        T, B, P = tape.T, tape.B, self.output_size
         dy_tm = self._output_grad(dy, tape)
         dh_n = self._initial_state(dh_n, "dh_n", B, P, tape.batched)
         dc_n = self._initial_state(dc_n, "dc_n", B, self.hidden_size, tape.batched) if is_lstm else None
@@ -234,7 +222,7 @@ class _RecurrentLayer(ParameterModule):
         return dx, self._state_out(dh0, tape.batched), (
             self._state_out(dc0, tape.batched) if is_lstm else None)
 
-    def _backprop_layers(self, tape: _Tape, d_output, dh_n, dc_n):
+    def _backprop_layers(self, tape: Tape, d_output, dh_n, dc_n):
         ops = _backend.ops()
         D, P = self.num_directions, self.output_size
         dh0 = np.empty_like(dh_n)
@@ -260,19 +248,7 @@ class _RecurrentLayer(ParameterModule):
             d_output = d_input
         return d_output, dh0, dc0
 
-    def _take_tape(self) -> _Tape:
-        if self._tape is None:
-            if not self.training:
-                raise RuntimeError(
-                    f"{type(self).__name__}.backward: the layer is in eval mode, where forward keeps "
-                    "no cache for backpropagation; call .train() and run the forward again")
-            raise RuntimeError(
-                f"{type(self).__name__}.backward needs a training-mode forward call first "
-                "(none was made, or its backward already ran: each forward supports one backward)")
-        tape, self._tape = self._tape, None
-        return tape
-
-    def _output_grad(self, dy: Any, tape: _Tape) -> np.ndarray | None:
+    def _output_grad(self, dy: Any, tape: Tape) -> np.ndarray | None:
         if dy is None:
             return None
         width = self.num_directions * self.output_size

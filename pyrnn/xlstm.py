@@ -22,13 +22,12 @@ drops the B axis everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _backend, _checks, _core, reference_xlstm
-from ._module import ParameterModule
+from ._module import ParameterModule, Tape
 
 __all__ = ["SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack", "from_official"]
 
@@ -43,15 +42,6 @@ def _heads(hidden_size: int, num_heads: Any) -> int:
     if hidden_size % nh:
         raise ValueError(f"hidden_size = {hidden_size} must be a multiple of num_heads = {nh}")
     return nh
-
-
-@dataclass
-class _Tape:
-    T: int
-    B: int
-    batched: bool
-    caches: list[Any]
-    masks: list[np.ndarray | None]
 
 
 class _XLayer(ParameterModule):
@@ -78,7 +68,7 @@ class _XLayer(ParameterModule):
             shapes.update(self._layer_shapes(layer, self.input_size if layer == 0 else self.hidden_size))
         self._create_parameters(shapes, self.hidden_size, self._rng)
         self._init_gate_biases()
-        self._tape: _Tape | None = None
+        self._tape: Tape | None = None
 
     # -- hooks -----------------------------------------------------------------------------------
     def _layer_shapes(self, layer: int, layer_input: int) -> dict[str, tuple[int, ...]]:
@@ -107,7 +97,7 @@ class _XLayer(ParameterModule):
             finals, caches, masks = [s.copy() for s in states], [], []
         else:
             y, finals, caches, masks = self._run_layers(xt, states, lengths, training)
-        self._tape = _Tape(T, B, batched, caches, masks) if training else None
+        self._tape = Tape(T, B, batched, caches, masks) if training else None
         if not batched:
             y = y[:, 0]
             finals = [f[:, 0] for f in finals]
@@ -188,19 +178,7 @@ class _XLayer(ParameterModule):
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, tuple(d0)
 
-    def _take_tape(self) -> _Tape:
-        if self._tape is None:
-            if not self.training:
-                raise RuntimeError(
-                    f"{type(self).__name__}.backward: the layer is in eval mode, where forward keeps "
-                    "no cache for backpropagation; call .train() and run the forward again")
-            raise RuntimeError(
-                f"{type(self).__name__}.backward needs a training-mode forward call first "
-                "(none was made, or its backward already ran: each forward supports one backward)")
-        tape, self._tape = self._tape, None
-        return tape
-
-    def _output_grad(self, dy: Any, tape: _Tape):
+    def _output_grad(self, dy: Any, tape: Tape):
         if dy is None:
             return None
         arr = _checks.float_array(dy, "dy", self.dtype)
