@@ -4,7 +4,10 @@
 // for needs, which made OpenMP's own barrier 10-20x slower under load.
 #pragma once
 
+#include <omp.h>
+
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -12,6 +15,7 @@
 #endif
 
 #include "kernels/common.h"
+#include "kernels/layer_plan.h"
 
 namespace pyrnn::PYRNN_ISA {
 
@@ -46,5 +50,26 @@ class StepBarrier {
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<unsigned> generation_{0};
 };
+
+// Runs body(mine, mine_out) on every thread of one OpenMP team of (up to) `threads`: `mine`
+// and `mine_out` are the thread's shares of `blocks` and `out_blocks`. `barrier` points at the
+// team's step barrier meanwhile (sized to the team OpenMP actually gives). Denormals are
+// flushed on every thread of the team.
+template <typename Body>
+void run_team(int threads, index blocks, index out_blocks, StepBarrier*& barrier, Body body) {
+  std::optional<StepBarrier> team_barrier;
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp single
+    {
+      team_barrier.emplace(omp_get_num_threads());
+      barrier = &*team_barrier;
+    }
+    FlushDenormals ftz;
+    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+    body(thread_share(blocks, tid, nthreads), thread_share(out_blocks, tid, nthreads));
+  }
+  barrier = nullptr;
+}
 
 }  // namespace pyrnn::PYRNN_ISA

@@ -7,10 +7,8 @@
 // dh_prev = dG W_hh (+ the direct paths), and the padding rows pass dh through unchanged.
 // After the loop, dW_ih, dW_hh, dx and the bias gradients are one GEMM (or sum) each over
 // all T*B rows.
-#include <omp.h>
 
 #include <algorithm>
-#include <optional>
 #include <vector>
 
 #include "kernels/layer.h"
@@ -266,18 +264,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops_per_step, std::min(c.blocks.count, c.out_blocks.count));
-  std::optional<StepBarrier> barrier;
-#pragma omp parallel num_threads(nt)
-  {
-#pragma omp single
-    {
-      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
-      c.barrier = &*barrier;
-    }
-    FlushDenormals ftz_thread;
-    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-    const Range mine = thread_share(c.blocks.count, tid, nthreads);
-    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? s : TT - 1 - s;
       BackStep<T> step{t,
@@ -288,7 +275,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
       run_step(c, step, mine, mine_out, a.dc0);
       c.barrier->wait();
     }
-  }
+  });
 
   // Weight, bias and input gradients: one product over all T*B rows each.
   const T* hprev = c.ws.hprev;

@@ -6,10 +6,8 @@
 //    its units at once), then immediately applies bias, activations and the state update
 //    while that block is in cache. A barrier ends each step (state is double-buffered).
 // 3. Training keeps a compact workspace (layer_plan.h) for BPTT; inference keeps nothing.
-#include <omp.h>
 
 #include <algorithm>
-#include <optional>
 #include <vector>
 
 #include "kernels/layer.h"
@@ -256,18 +254,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops_per_step, c.blocks.count);
-  std::optional<StepBarrier> barrier;
-#pragma omp parallel num_threads(nt)
-  {
-#pragma omp single
-    {
-      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
-      c.barrier = &*barrier;
-    }
-    FlushDenormals ftz_thread;
-    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-    const Range mine = thread_share(c.blocks.count, tid, nthreads);
-    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
       Step<T> step{t,
@@ -281,7 +268,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
       run_step(c, step, mine, mine_out);
       c.barrier->wait();
     }
-  }
+  });
 }
 
 // One step (dims.T == 1) for streaming inference: no packing, no workspace, no lengths;
@@ -309,18 +296,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, c.blocks.count);
-  std::optional<StepBarrier> barrier;
-#pragma omp parallel num_threads(nt)
-  {
-#pragma omp single
-    {
-      barrier.emplace(omp_get_num_threads());  // the team OpenMP actually gave us
-      c.barrier = &*barrier;
-    }
-    FlushDenormals ftz_thread;
-    const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-    const Range mine = thread_share(c.blocks.count, tid, nthreads);
-    const Range mine_out = thread_share(c.out_blocks.count, tid, nthreads);
+  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
     if (u_end > u_begin) {
       for (index g = 0; g < G; ++g)
@@ -333,7 +309,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
     }
     Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y, nullptr};
     run_step(c, step, mine, mine_out);
-  }
+  });
 }
 
 template void layer_forward<float>(const LayerDims&, const LayerForwardArgs<float>&);
