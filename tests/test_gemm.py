@@ -14,14 +14,6 @@ EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).ep
 TRANSPOSES = list(itertools.product([False, True], repeat=2))
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    saved = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(saved)
-
-
 @pytest.fixture
 def threads():
     saved = _core.get_num_threads()

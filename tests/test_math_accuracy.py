@@ -15,14 +15,6 @@ BOUNDS = {np.float32: (4e-6, 5e-6, 4e-6), np.float64: (1e-14, 1e-14, 1e-14)}
 MATH = {np.float32: _core._math_f32, np.float64: _core._math_f64}
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    saved = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(saved)
-
-
 def reference(fn, x, wide):
     """fn(x) in the wider type `wide` (float64 for float32 inputs, long double for float64)."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):

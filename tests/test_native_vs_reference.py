@@ -44,14 +44,6 @@ def _targets():
     return [(isa, threads) for isa in _core.available_isas() for threads in (1, 2)]
 
 
-@pytest.fixture
-def restore_native_settings():
-    isa, threads = _core.active_isa(), _core.get_num_threads()
-    yield
-    _core.select_isa(isa)
-    _core.set_num_threads(threads)
-
-
 def _make_layer(cell, opts, dtype, I, H):
     common = dict(num_layers=opts["num_layers"], bias=opts["bias"], batch_first=opts["batch_first"],
                   dropout=opts["dropout"], bidirectional=opts["bidirectional"], dtype=dtype, seed=4)

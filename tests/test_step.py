@@ -15,14 +15,6 @@ def as_tuple(state):
     return state if isinstance(state, tuple) else (state,)
 
 
-@pytest.fixture(params=_core.available_isas())
-def isa(request):
-    before = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(before)
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cls,kwargs", LAYERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -4,20 +4,11 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn import _core
 
 CASES = [
     (pyrnn.RNN, {}), (pyrnn.LSTM, {}), (pyrnn.LSTM, {"proj_size": 24}), (pyrnn.GRU, {}),
     (pyrnn.GRU, {"reset_after": False}),
 ]
-
-
-@pytest.fixture(params=_core.available_isas())
-def isa(request):
-    before = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(before)
 
 
 def run(cls, kwargs, threads, x, lengths):

@@ -30,14 +30,6 @@ def _targets():
     return [(isa, th) for isa in _core.available_isas() for th in (1, 2)]
 
 
-@pytest.fixture
-def restore_native_settings():
-    isa, threads = _core.active_isa(), _core.get_num_threads()
-    yield
-    _core.select_isa(isa)
-    _core.set_num_threads(threads)
-
-
 def _states(kind, layers, batch, rng, dtype):
     if kind == "slstm":
         h, c, m = (rng.standard_normal((layers, *batch, H)).astype(dtype) for _ in range(3))
