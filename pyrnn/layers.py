@@ -299,19 +299,8 @@ def _expect_torch_type(module: Any, class_name: str) -> None:
         raise TypeError(f"from_torch expects a torch.nn.{class_name}, got {type(module).__name__}")
 
 
-class RNN(_RecurrentLayer):
-    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) with act tanh or relu.
-
-    ``y, h_n = rnn(x, h0=None, lengths=None)``; ``dx, dh0 = rnn.backward(dy, dh_n=None)``.
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, dtype: Any = np.float32,
-                 seed: int | None = None) -> None:
-        self.nonlinearity = _checks.choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
-        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, 0, dtype, seed)
+class _SingleStateLayer(_RecurrentLayer):
+    """The call, backward and step of layers whose state is one array (RNN, GRU)."""
 
     def __call__(self, x: Any, h0: Any = None, lengths: Any = None):
         y, h_n, _ = self._forward(x, h0, None, lengths)
@@ -328,6 +317,21 @@ class RNN(_RecurrentLayer):
         applies no dropout, in either mode; equals the full forward run one step at a time."""
         y, h_n, _ = self._step(x_t, h, None)
         return y, h_n
+
+
+class RNN(_SingleStateLayer):
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) with act tanh or relu.
+
+    ``y, h_n = rnn(x, h0=None, lengths=None)``; ``dx, dh0 = rnn.backward(dy, dh_n=None)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, dtype: Any = np.float32,
+                 seed: int | None = None) -> None:
+        self.nonlinearity = _checks.choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, 0, dtype, seed)
 
     def _extra_repr(self) -> list[str]:
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity={self.nonlinearity!r}"]
@@ -384,7 +388,7 @@ class LSTM(_RecurrentLayer):
         return layer
 
 
-class GRU(_RecurrentLayer):
+class GRU(_SingleStateLayer):
     """Gated recurrent unit, gates (r, z, n) as PyTorch.
 
     ``reset_after=True`` (PyTorch, cuDNN): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
@@ -399,22 +403,6 @@ class GRU(_RecurrentLayer):
         self.reset_after = bool(reset_after)
         super().__init__("gru" if self.reset_after else "gru_reset_before", input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, 0, dtype, seed)
-
-    def __call__(self, x: Any, h0: Any = None, lengths: Any = None):
-        y, h_n, _ = self._forward(x, h0, None, lengths)
-        return y, h_n
-
-    def backward(self, dy: Any, dh_n: Any = None):
-        """BPTT through the last training-mode forward: returns ``(dx, dh0)``."""
-        dx, dh0, _ = self._backward(dy, dh_n, None)
-        return dx, dh0
-
-    def step(self, x_t: Any, h: Any = None):
-        """One time step for streaming inference: ``y_t, h = layer.step(x_t, h)`` with ``x_t``
-        ``(B, I)`` or ``(I,)`` and ``h`` shaped like ``h_n`` (None: zeros). Keeps no cache and
-        applies no dropout, in either mode; equals the full forward run one step at a time."""
-        y, h_n, _ = self._step(x_t, h, None)
-        return y, h_n
 
     def _extra_repr(self) -> list[str]:
         return [] if self.reset_after else ["reset_after=False"]
