@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 #include <omp.h>
 
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -66,12 +68,72 @@ struct LayerCache {
   py::array workspace;               // training_workspace_size(dims) elements
 };
 
+// Weights packed once by pack_layer for repeated inference calls. Opaque to Python.
+struct PackedWeights {
+  std::string cell_name;
+  std::unique_ptr<PackedLayer> layer;
+};
+
+template <typename T>
+PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj, const py::object& w_hh_obj,
+                        const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
+  const Cell cell = parse_cell(cell_name);
+  if (w_ih_obj.ndim() != 2) throw py::value_error("w_ih: expected shape (G*H, I), got " + shape_of(w_ih_obj));
+  const LayerDims d = layer_dims(cell, 1, 1, w_ih_obj.shape(1), w_hh_obj, b_ih_obj, b_hh_obj, w_hr_obj);
+  const pyrnn::index G = gate_count(cell);
+  auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
+  auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
+  auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
+  auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
+  auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  LayerForwardArgs<T> a{};
+  a.w_ih = w_ih.data();
+  a.w_hh = w_hh.data();
+  a.b_ih = in_ptr(b_ih);
+  a.b_hh = in_ptr(b_hh);
+  a.w_hr = in_ptr(w_hr);
+  PackedWeights out{cell_name, nullptr};
+  {
+    py::gil_scoped_release release;
+    const auto& kt = active_kernels();
+    if constexpr (std::is_same_v<T, float>) out.layer.reset(kt.pack_layer_f32(d, a));
+    else out.layer.reset(kt.pack_layer_f64(d, a));
+  }
+  return out;
+}
+
+PackedWeights pack_layer(const std::string& cell, const py::array& w_ih, const py::object& w_hh,
+                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
+  if (w_ih.dtype().is(py::dtype::of<float>())) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
+  if (w_ih.dtype().is(py::dtype::of<double>())) return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
+  throw py::type_error("w_ih must have dtype float32 or float64, got " + std::string(py::str(w_ih.dtype())));
+}
+
+// The PackedLayer inside `packed` (None: null) after checking it was made for this call's
+// kernels, dtype and layer shape: a mismatch would read the wrong panels.
+template <typename T>
+const PackedLayer* checked_packed(const py::object& packed, const std::string& cell_name, const LayerDims& d) {
+  if (packed.is_none()) return nullptr;
+  if (!py::isinstance<PackedWeights>(packed))
+    throw py::type_error("packed must be None or the PackedWeights returned by pack_layer");
+  const auto& pw = packed.cast<const PackedWeights&>();
+  const PackedLayer& p = *pw.layer;
+  if (std::strcmp(p.isa, active_isa()) != 0)
+    throw py::value_error(std::string("packed weights were made for the ") + p.isa + " kernels, but " +
+                          active_isa() + " is active now: pack them again");
+  const LayerDims& q = p.dims;
+  if (pw.cell_name != cell_name || p.f64 != std::is_same_v<T, double> || q.I != d.I || q.H != d.H ||
+      q.P != d.P || q.has_bias != d.has_bias || q.has_proj != d.has_proj)
+    throw py::value_error("packed weights were made for a different layer (cell, dtype or shape) than this call's");
+  return &p;
+}
+
 template <typename T>
 py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, const py::object& h0_obj,
                        const py::object& c0_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
                        const py::object& b_ih_obj, const py::object& b_hh_obj,
                        const py::object& w_hr_obj, const py::object& lengths_obj, bool reverse,
-                       bool training) {
+                       bool training, const py::object& packed) {
   const Cell cell = parse_cell(cell_name);
   if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got " + shape_of(x_obj));
   LayerDims d = layer_dims(cell, x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_hh_obj, b_ih_obj,
@@ -117,6 +179,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   a.h_n = h_n.mutable_data();
   a.c_n = out_ptr(c_n);
   a.workspace = out_ptr(workspace);
+  a.packed = checked_packed<T>(packed, cell_name, d);
   {
     py::gil_scoped_release release;
     if constexpr (std::is_same_v<T, float>) kt.layer_forward_f32(d, a);
@@ -134,32 +197,29 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
 py::tuple layer_forward(const std::string& cell, const py::array& x, const py::object& h0,
                         const py::object& c0, const py::object& w_ih, const py::object& w_hh,
                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
-                        const py::object& lengths, bool reverse, bool training) {
+                        const py::object& lengths, bool reverse, bool training, const py::object& packed) {
   if (x.dtype().is(py::dtype::of<float>()))
-    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training);
+    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
   if (x.dtype().is(py::dtype::of<double>()))
-    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training);
+    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// A streaming step touches only x, the state and the packed weights: nothing else to check.
 template <typename T>
-py::tuple step_impl(const std::string& cell_name, const py::array& x_obj, const py::object& h_obj,
-                    const py::object& c_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
-                    const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
-  const Cell cell = parse_cell(cell_name);
-  if (x_obj.ndim() != 2) throw py::value_error("x: expected shape (B, I), got " + shape_of(x_obj));
-  const LayerDims d = layer_dims(cell, 1, x_obj.shape(0), x_obj.shape(1), w_hh_obj, b_ih_obj,
-                                 b_hh_obj, w_hr_obj);
-  const pyrnn::index G = gate_count(cell);
+py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::object& c_obj,
+                    const PackedWeights& pw) {
+  LayerDims d = pw.layer->dims;
+  if (pw.layer->f64 != std::is_same_v<T, double>)
+    throw py::type_error(std::string("x must have the packed weights' dtype ") + (pw.layer->f64 ? "float64" : "float32"));
+  if (x_obj.ndim() != 2 || x_obj.shape(1) != d.I)
+    throw py::value_error("x: expected shape (B, " + std::to_string(d.I) + "), got " + shape_of(x_obj));
+  d.T = 1;
+  d.B = x_obj.shape(0);
   auto x = checked<T>(x_obj, "x", {d.B, d.I});
   auto h = checked<T>(h_obj, "h", {d.B, d.P});
-  auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
-  auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
-  auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
-  auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
-  auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
   std::optional<py::array_t<T>> c, c_new;
-  if (cell == Cell::Lstm) {
+  if (d.cell == Cell::Lstm) {
     if (c_obj.is_none()) throw py::value_error("c is required for the LSTM");
     c = checked<T>(c_obj, "c", {d.B, d.H});
     c_new = py::array_t<T>({d.B, d.H});
@@ -171,14 +231,10 @@ py::tuple step_impl(const std::string& cell_name, const py::array& x_obj, const 
   a.x = x.data();
   a.h0 = h.data();
   a.c0 = in_ptr(c);
-  a.w_ih = w_ih.data();
-  a.w_hh = w_hh.data();
-  a.b_ih = in_ptr(b_ih);
-  a.b_hh = in_ptr(b_hh);
-  a.w_hr = in_ptr(w_hr);
   a.y = h_new.mutable_data();
   a.h_n = a.y;
   a.c_n = out_ptr(c_new);
+  a.packed = pw.layer.get();
   {
     py::gil_scoped_release release;
     const auto& kt = active_kernels();
@@ -188,13 +244,15 @@ py::tuple step_impl(const std::string& cell_name, const py::array& x_obj, const 
   return py::make_tuple(h_new, c_new ? py::object(*c_new) : py::none());
 }
 
-py::tuple layer_step(const std::string& cell, const py::array& x, const py::object& h,
-                     const py::object& c, const py::object& w_ih, const py::object& w_hh,
-                     const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
-  if (x.dtype().is(py::dtype::of<float>()))
-    return step_impl<float>(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr);
-  if (x.dtype().is(py::dtype::of<double>()))
-    return step_impl<double>(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr);
+py::tuple layer_step(const py::array& x, const py::object& h, const py::object& c, const py::object& packed) {
+  if (!py::isinstance<PackedWeights>(packed))
+    throw py::type_error("packed must be the PackedWeights returned by pack_layer");
+  const auto& pw = packed.cast<const PackedWeights&>();
+  if (std::strcmp(pw.layer->isa, active_isa()) != 0)
+    throw py::value_error(std::string("packed weights were made for the ") + pw.layer->isa +
+                          " kernels, but " + active_isa() + " is active now: pack them again");
+  if (x.dtype().is(py::dtype::of<float>())) return step_impl<float>(x, h, c, pw);
+  if (x.dtype().is(py::dtype::of<double>())) return step_impl<double>(x, h, c, pw);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
@@ -292,14 +350,22 @@ PYBIND11_MODULE(_core, m) {
   py::class_<LayerCache>(m, "LayerCache", "What a training-mode forward keeps for its backward (opaque).")
       .def_property_readonly("nbytes", [](const LayerCache& c) { return c.workspace.nbytes(); });
 
+  py::class_<PackedWeights>(m, "PackedWeights",
+                            "A layer's weights packed for the active kernels by pack_layer (opaque).")
+      .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(p.layer->isa); });
+
+  m.def("pack_layer", &pack_layer, py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"),
+        py::arg("b_hh"), py::arg("w_hr"),
+        "The weights of one layer and direction packed once for the active kernels (a copy: "
+        "later changes to the arrays do not reach it), for layer_forward and layer_step.");
   m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
-        py::arg("lengths"), py::arg("reverse"), py::arg("training"),
-        "One layer, one direction, whole sequence. Returns (y, h_n, c_n or None, cache or None).");
-  m.def("layer_step", &layer_step, py::arg("cell"), py::arg("x"), py::arg("h"), py::arg("c"),
-        py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
-        "One inference step of one layer and direction: x (B, I), h (B, P), c (B, H) or None. "
-        "Returns (h_new, c_new or None).");
+        py::arg("lengths"), py::arg("reverse"), py::arg("training"), py::arg("packed"),
+        "One layer, one direction, whole sequence; packed: pack_layer of the same weights or None. "
+        "Returns (y, h_n, c_n or None, cache or None).");
+  m.def("layer_step", &layer_step, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("packed"),
+        "One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), "
+        "c (B, H) or None. Returns (h_new, c_new or None).");
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),

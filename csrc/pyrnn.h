@@ -44,6 +44,16 @@ struct LayerDims {
   bool has_proj;    // LSTM with proj_size > 0 (then P < H)
 };
 
+// The weights of one layer and direction packed once into the panel layout of one instruction
+// set's kernels (KernelTable::pack_layer), so that repeated inference calls skip the packing.
+// Opaque outside the kernels that made it; the caller owns it.
+struct PackedLayer {
+  virtual ~PackedLayer() = default;
+  const char* isa = nullptr;   // KernelTable::name of the kernels that made it
+  LayerDims dims{};            // T and B unused
+  bool f64 = false;
+};
+
 // Forward of one layer and direction. Outputs are written in full.
 template <typename T>
 struct LayerForwardArgs {
@@ -60,6 +70,7 @@ struct LayerForwardArgs {
   T* h_n;                    // (B, P)
   T* c_n;                    // (B, H)            LSTM only, else null
   T* workspace;              // training_workspace_size(dims) elements, or null (inference)
+  const PackedLayer* packed; // the weights above packed by this ISA's pack_layer, or null
 };
 
 // Backpropagation through time of one layer and direction, through the forward call that
@@ -102,9 +113,13 @@ struct KernelTable {
   // Elements of the training workspace a forward call needs for `dims`.
   index (*training_workspace_size)(const LayerDims& dims);
 
+  // The weights of `args` (x, states and outputs unused) packed for this ISA; caller owns it.
+  PackedLayer* (*pack_layer_f32)(const LayerDims&, const LayerForwardArgs<float>&);
+  PackedLayer* (*pack_layer_f64)(const LayerDims&, const LayerForwardArgs<double>&);
   void (*layer_forward_f32)(const LayerDims&, const LayerForwardArgs<float>&);
   void (*layer_forward_f64)(const LayerDims&, const LayerForwardArgs<double>&);
-  // One step (dims.T == 1) for streaming inference; y may be the same buffer as h_n.
+  // One step (dims.T == 1) for streaming inference on args.packed alone (the natural weights
+  // are not read); y may be the same buffer as h_n.
   void (*layer_step_f32)(const LayerDims&, const LayerForwardArgs<float>&);
   void (*layer_step_f64)(const LayerDims&, const LayerForwardArgs<double>&);
   void (*layer_backward_f32)(const LayerDims&, const LayerBackwardArgs<float>&);

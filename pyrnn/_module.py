@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _backend, _checks, _core
 
 # Gates per cell kind, in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n).
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
@@ -57,8 +57,9 @@ class ParameterModule:
     # -- parameters and gradients ------------------------------------------------------------
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """The live parameter arrays by PyTorch name; update them in place
-        (``params[k] -= lr * grads[k]``) and the next forward call uses the new values."""
+        """The live parameter arrays by PyTorch name; in training mode update them in place
+        (``params[k] -= lr * grads[k]``) and the next forward call uses the new values. In eval
+        mode the layers and cells that pack their weights make them read-only (see ``eval``)."""
         return dict(self._params)
 
     @property
@@ -106,7 +107,12 @@ class ParameterModule:
                 problems.append("wrong shapes: " + "; ".join(wrong_shape))
             raise ValueError(f"load_state_dict for {type(self).__name__}: " + " | ".join(problems))
         for name, arr in values.items():
-            np.copyto(self._params[name], arr, casting="unsafe")
+            param = self._params[name]
+            frozen = not param.flags.writeable
+            param.flags.writeable = True
+            np.copyto(param, arr, casting="unsafe")
+            param.flags.writeable = not frozen
+        self._pack_cache = {}
 
     # -- modes ---------------------------------------------------------------------------------
 
@@ -116,11 +122,39 @@ class ParameterModule:
         self.training = bool(mode)
         if not self.training:
             self._drop_caches()
+        if self._packs_weights:
+            self._pack_cache = {}
+            for p in self._params.values():
+                p.flags.writeable = self.training
         return self
 
     def eval(self):
-        """Inference mode: no cache is kept (``backward`` is unavailable), no dropout."""
+        """Inference mode: no cache is kept (``backward`` is unavailable), no dropout.
+
+        The core layers and cells then pack their weights for the kernels once, at the first
+        call, and reuse the packing for every later call and step; their parameter arrays are
+        read-only meanwhile, so the packing can never go stale (``load_state_dict`` still
+        works and repacks; ``train()`` makes the arrays writable again)."""
         return self.train(False)
+
+    # -- packed weights (layers and cells whose kernels multiply with packed panels) ------------
+
+    _packs_weights = False
+    _pack_cache: dict[Any, Any] = {}
+
+    def _packed(self, k: int, cell: str, arrays: tuple) -> Any:
+        """Layer-direction ``k``'s weights ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` packed by the
+        backend's ``pack_layer``: in eval mode (weights frozen) made once per backend and
+        instruction set and kept; in training mode made afresh."""
+        ops = _backend.ops()
+        if self.training:
+            return ops.pack_layer(cell, *arrays)
+        key = (k, ops.__name__, _core.active_isa())
+        packed = self._pack_cache.get(key)
+        if packed is None:
+            packed = ops.pack_layer(cell, *arrays)
+            self._pack_cache = {**self._pack_cache, key: packed}
+        return packed
 
     def _drop_caches(self) -> None:  # overridden by subclasses that keep caches
         pass

@@ -21,6 +21,8 @@ from ._module import GATES, ParameterModule
 class _Cell(ParameterModule):
     """Shared implementation of the cells (use RNNCell, LSTMCell, GRUCell)."""
 
+    _packs_weights = True
+
     def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, dtype: Any,
                  seed: int | None) -> None:
         self.cell = cell
@@ -38,6 +40,11 @@ class _Cell(ParameterModule):
         self._create_parameters(shapes, self.hidden_size, np.random.default_rng(seed))
         self._caches: list[tuple[Any, bool]] = []   # (layer_forward cache, batched) per call
 
+    def _weights(self) -> tuple:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) as the layer kernels take them."""
+        p = self._params
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), None
+
     def _ready(self, value: Any, shape: tuple[int, ...]) -> bool:
         """Whether ``value`` can go to the kernel as it is (the streaming fast path)."""
         return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == shape
@@ -50,9 +57,7 @@ class _Cell(ParameterModule):
                 and self._ready(x, (x.shape[0], self.input_size))
                 and self._ready(h, (x.shape[0], self.hidden_size))
                 and (self.cell != "lstm" or self._ready(c, (x.shape[0], self.hidden_size)))):
-            p = self._params
-            return _backend.ops().layer_step(self.cell, x, h, c, p["weight_ih"], p["weight_hh"],
-                                             p.get("bias_ih"), p.get("bias_hh"), None)
+            return _backend.ops().layer_step(x, h, c, self._packed(0, self.cell, self._weights()))
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)
         B = xt.shape[1]
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
@@ -61,18 +66,14 @@ class _Cell(ParameterModule):
             c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
         if self.training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
             xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
-        p = self._params
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
         elif not self.training:  # streaming inference: the single-step kernel, nothing kept
-            h_new, c_new = _backend.ops().layer_step(
-                self.cell, xt[0], h, c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
-                p.get("bias_hh"), None)
+            h_new, c_new = _backend.ops().layer_step(xt[0], h, c, self._packed(0, self.cell, self._weights()))
             cache = None
         else:
             _, h_new, c_new, cache = _backend.ops().layer_forward(
-                self.cell, xt, h, c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
-                p.get("bias_hh"), None, None, False, True)
+                self.cell, xt, h, c, *self._weights(), None, False, True, None)
         if self.training:
             self._caches.append((cache, batched, B))
         shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)

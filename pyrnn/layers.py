@@ -17,6 +17,8 @@ from ._module import GATES, ParameterModule, Tape
 class _RecurrentLayer(ParameterModule):
     """Shared implementation of RNN, LSTM and GRU (use those classes)."""
 
+    _packs_weights = True
+
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
                  dtype: Any, seed: int | None) -> None:
@@ -112,9 +114,10 @@ class _RecurrentLayer(ParameterModule):
             outputs = []
             for direction in range(D):
                 k = layer * D + direction
+                arrays = self._arrays(self._params, layer, direction)
                 y, h, c, cache = ops.layer_forward(
-                    self.cell, layer_input, h0[k], None if c0 is None else c0[k],
-                    *self._arrays(self._params, layer, direction), lengths, direction == 1, training)
+                    self.cell, layer_input, h0[k], None if c0 is None else c0[k], *arrays, lengths,
+                    direction == 1, training, None if training else self._packed(k, self.cell, arrays))
                 outputs.append(y)
                 h_n[k] = h
                 if c_n is not None:
@@ -176,11 +179,8 @@ class _RecurrentLayer(ParameterModule):
                 and self._ready(x, (x.shape[0], self.input_size))
                 and self._ready(h, (1, x.shape[0], self.output_size))
                 and (not is_lstm or self._ready(c, (1, x.shape[0], self.hidden_size)))):
-            p = self._params
-            w_ih, w_hh, b_ih, b_hh, w_hr = self._names[0]
-            h_new, c_new = _backend.ops().layer_step(
-                self.cell, x, h[0], c[0] if is_lstm else None, p[w_ih], p[w_hh], p.get(b_ih),
-                p.get(b_hh), p.get(w_hr))
+            h_new, c_new = _backend.ops().layer_step(x, h[0], c[0] if is_lstm else None,
+                                                     self._packed(0, self.cell, self._arrays(self._params, 0, 0)))
             return h_new, h_new[None], (c_new[None] if is_lstm else None)
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)
         B = xt.shape[1]
@@ -192,9 +192,8 @@ class _RecurrentLayer(ParameterModule):
         layer_input = xt[0]
         hs, cs = [], []
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh, w_hr = self._arrays(self._params, layer, 0)
-            h_new, c_new = ops.layer_step(self.cell, layer_input, h[layer],
-                                          c[layer] if is_lstm else None, w_ih, w_hh, b_ih, b_hh, w_hr)
+            packed = self._packed(layer, self.cell, self._arrays(self._params, layer, 0))
+            h_new, c_new = ops.layer_step(layer_input, h[layer], c[layer] if is_lstm else None, packed)
             hs.append(h_new)
             cs.append(c_new)
             layer_input = h_new

@@ -83,6 +83,11 @@ class Optimizer:
             g.fill(0)
 
     def step(self) -> None:
+        frozen = [name for name, p in self.params.items() if not p.flags.writeable]
+        if frozen:
+            raise RuntimeError(f"{type(self).__name__}.step: parameters {', '.join(frozen[:3])}"
+                               f"{' ...' if len(frozen) > 3 else ''} are read-only because their layer is "
+                               "in eval mode (which keeps its weights packed); call .train() first")
         self.steps += 1
         for name, p in self.params.items():
             self._update(name, p, self.grads[name], self.state[name])

@@ -33,6 +33,8 @@ else happens step by step.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 __all__ = [
@@ -383,14 +385,44 @@ def _valid_mask(lengths, T, B):
     return np.arange(T)[:, None] < lengths[None, :]
 
 
-def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training):
+class PackedWeights(NamedTuple):
+    """What :func:`pack_layer` returns here: a snapshot of the weights (the native kernels
+    keep them in their SIMD panel layout instead)."""
+
+    cell: str
+    arrays: tuple
+
+
+def pack_layer(cell, w_ih, w_hh, b_ih, b_hh, w_hr):
+    """The weights of one layer and direction packed once for repeated inference calls
+    (a copy: later changes to the arrays do not reach it)."""
+    return PackedWeights(cell, tuple(None if a is None else np.array(a, copy=True)
+                                     for a in (w_ih, w_hh, b_ih, b_hh, w_hr)))
+
+
+def _check_packed(packed, cell, arrays):
+    """``packed`` must come from :func:`pack_layer` for a layer of this call's cell and shapes."""
+    if packed is None:
+        return
+    if not isinstance(packed, PackedWeights):
+        raise TypeError("packed must be None or the PackedWeights returned by pack_layer")
+    same = packed.cell == cell and all(
+        (a is None) == (b is None) and (a is None or (a.shape == b.shape and a.dtype == b.dtype))
+        for a, b in zip(packed.arrays, arrays))
+    if not same:
+        raise ValueError("packed weights were made for a different layer (cell, dtype or shape) than this call's")
+
+
+def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed):
     """Run one layer in one direction over the whole sequence.
 
     Returns ``(y, h_n, c_n, cache)``: ``y`` ``(T, B, P)``, ``h_n`` ``(B, P)``,
     ``c_n`` ``(B, H)`` for LSTM else None, and ``cache`` (the opaque record
     :func:`layer_backward` needs) if ``training`` else None.  The inputs are
-    never modified.
+    never modified. ``packed`` (:func:`pack_layer` of the same weights, or None) is
+    checked and otherwise only a speed-up for the native kernels.
     """
+    _check_packed(packed, cell, (w_ih, w_hh, b_ih, b_hh, w_hr))
     G = gates_per_cell(cell)
     x = np.asarray(x)
     T, B, I = x.shape
@@ -444,14 +476,17 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
     return y, h, c, cache
 
 
-def layer_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
-    """One inference step of one layer: ``x`` ``(B, I)``, ``h`` ``(B, P)``, ``c`` ``(B, H)``
-    (LSTM) or None.  Returns ``(h_new, c_new)``; the same math as a T = 1 :func:`layer_forward`."""
+def layer_step(x, h, c, packed):
+    """One inference step of one layer on :func:`pack_layer`'s weights: ``x`` ``(B, I)``,
+    ``h`` ``(B, P)``, ``c`` ``(B, H)`` (LSTM) or None.  Returns ``(h_new, c_new)``; the same
+    math as a T = 1 :func:`layer_forward`."""
+    if not isinstance(packed, PackedWeights):
+        raise TypeError("packed must be the PackedWeights returned by pack_layer")
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x: expected shape (B, I), got {x.shape}")
-    _, h_new, c_new, _ = layer_forward(cell, x[None], h, c, w_ih, w_hh, b_ih, b_hh, w_hr,
-                                       None, False, False)
+    _, h_new, c_new, _ = layer_forward(packed.cell, x[None], h, c, *packed.arrays,
+                                       None, False, False, packed)
     return h_new, c_new
 
 

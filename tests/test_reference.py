@@ -73,7 +73,7 @@ def make_problem(cell, T=4, B=3, I=3, H=4, proj=0, bias=True, lengths=False,
 
 def forward(cell, p, reverse, training=True):
     return ref.layer_forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"],
-                             p["b_ih"], p["b_hh"], p["w_hr"], p["lengths"], reverse, training)
+                             p["b_ih"], p["b_hh"], p["w_hr"], p["lengths"], reverse, training, None)
 
 
 def backward(cell, p, cache, dy, dh_n, dc_n):

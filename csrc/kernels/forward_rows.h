@@ -9,6 +9,7 @@
 #include "kernels/barrier.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_plan.h"
+#include "kernels/packed_layer.h"
 #include "vec/vec_math.h"
 
 namespace pyrnn::PYRNN_ISA {
@@ -34,10 +35,7 @@ struct ForwardContext {
   UnitBlocks blocks;       // hidden units
   UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
   Workspace<T> ws;         // null members in inference
-  bool direct;             // products on the natural weights (few rows), else packed panels
-  PackedB<T> w_rec;        // gate-blocked W_hh^T (GRU reset-before: rows of r, z only)
-  PackedB<T> w_rec_n;      // GRU reset-before: W_hn^T
-  PackedB<T> w_proj;       // W_hr^T
+  const PackedLayerWeights<T>* packed;  // the recurrent (and projection) panels
   T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)

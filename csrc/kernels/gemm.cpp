@@ -123,6 +123,18 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
                 acc[r][v], mode, vbeta);
 }
 
+// The last `count` (< Q + 1) panels of a short strip in one tile, so that even they keep
+// several FMA chains in flight (one panel alone would wait on each FMA's latency).
+template <typename T, int R, int Q, bool kPackedA>
+void last_panels(int count, index n, index kc, const T* a, index lda, const T* b, index rs_b,
+                 index ps_b, const T* b_next, T* c, index ldc, Store mode, T beta) {
+  if constexpr (Q >= 1) {
+    if (count == Q)
+      return micro_tile<T, R, Q, kPackedA>(kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, n, mode, beta);
+    last_panels<T, R, Q - 1, kPackedA>(count, n, kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, mode, beta);
+  }
+}
+
 // A strip of R < MR rows against the panels of n columns, panels_per_tile(R) at a time;
 // b_next as for micro_tile.
 template <typename T, int R, bool kPackedA>
@@ -134,9 +146,9 @@ void short_strip(index n, index kc, const T* a, index lda, const T* b, index rs_
   for (; p + P <= panels; p += P)
     micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
                                   std::min<index>(P * NR, n - p * NR), mode, beta);
-  for (; p < panels; ++p)
-    micro_tile<T, R, 1, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
-                                  std::min<index>(NR, n - p * NR), mode, beta);
+  if (p < panels)
+    last_panels<T, R, P - 1, kPackedA>(static_cast<int>(panels - p), n - p * NR, kc, a, lda,
+                                       b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc, mode, beta);
 }
 
 template <typename T, bool kPackedA>

@@ -13,7 +13,6 @@
 #include "kernels/layer.h"
 #include "kernels/barrier.h"
 #include "kernels/layer_plan.h"
-#include "kernels/rowdot.h"
 
 #include "kernels/forward_rows.h"
 
@@ -27,56 +26,25 @@ void carry_row(const Step<T>& s, index b, index width, index c0, index c1) {
   std::fill(s.y + b * width + c0, s.y + b * width + c1, T(0));
 }
 
-// ---- the products of a step, on packed panels or (few rows) the natural weights ----
+// ---- the products of a step, on packed panels ----
 
 // hg (B, Gr*H), gate-blocked columns of the calling thread's units: h W_hh^T.
 template <typename T>
 void recurrent_product(const ForwardContext<T>& c, const T* h_in, index Gr, Range mine) {
-  const index B = c.d.B, H = c.d.H, P = c.d.P;
   const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
-  if (u_end == u_begin) return;
-  if (!c.direct) {
-    gemm_packed<T>(B, Gr * u_begin, Gr * u_end, h_in, P, c.w_rec, T(0), c.hg, Gr * H);
-    return;
-  }
-  for (index j = mine.begin; j < mine.end; ++j) {
-    const index u0 = c.blocks.begin(j), n = c.blocks.end(j) - u0;
-    for (index g = 0; g < Gr; ++g)
-      dot_rows<T>(B, n, P, h_in, P, c.a.w_hh + (g * H + u0) * P, P, c.hg + Gr * u0 + g * n, Gr * H, false);
-  }
+  gemm_packed<T>(c.d.B, Gr * u_begin, Gr * u_end, h_in, c.d.P, c.packed->w_rec, T(0), c.hg, Gr * c.d.H);
 }
 
 // GRU reset-before: hn (B, H) columns [u_begin, u_end) = (r*h) W_hn^T.
 template <typename T>
 void reset_product(const ForwardContext<T>& c, index u_begin, index u_end, T* hn) {
-  const index B = c.d.B, H = c.d.H, P = c.d.P;
-  if (u_end == u_begin) return;
-  if (!c.direct) {
-    gemm_packed<T>(B, u_begin, u_end, c.scratch, H, c.w_rec_n, T(0), hn, H);
-    return;
-  }
-  dot_rows<T>(B, u_end - u_begin, H, c.scratch, H, c.a.w_hh + (2 * H + u_begin) * P, P, hn + u_begin, H, false);
+  gemm_packed<T>(c.d.B, u_begin, u_end, c.scratch, c.d.H, c.packed->w_rec_n, T(0), hn, c.d.H);
 }
 
 // Projected LSTM: h_out (B, P) columns [p0, p1) = hraw W_hr^T.
 template <typename T>
 void projection_product(const ForwardContext<T>& c, index p0, index p1, T* h_out) {
-  const index B = c.d.B, H = c.d.H, P = c.d.P;
-  if (p1 == p0) return;
-  if (!c.direct) {
-    gemm_packed<T>(B, p0, p1, c.hraw, H, c.w_proj, T(0), h_out, P);
-    return;
-  }
-  dot_rows<T>(B, p1 - p0, H, c.hraw, H, c.a.w_hr + p0 * H, H, h_out + p0, P, false);
-}
-
-// The bias of gate column k that folds into the input projection: everything except GRU's
-// b_hn when the reset gate multiplies h W_hn^T + b_hn (added per step instead).
-template <typename T>
-T folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, index k) {
-  if (!d.has_bias) return T(0);
-  const bool hh = !(d.cell == Cell::Gru && k >= 2 * d.H);
-  return a.b_ih[k] + (hh ? a.b_hh[k] : T(0));
+  gemm_packed<T>(c.d.B, p0, p1, c.hraw, c.d.H, c.packed->w_proj, T(0), h_out, c.d.P);
 }
 
 // ---- one step for the calling thread's blocks ----
@@ -175,17 +143,26 @@ void add_folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, T* xg, in
   }
 }
 
+// The panels a forward call multiplies with; with `for_steps` also the input weights and the
+// folded bias, which a step's input product uses.
 template <typename T>
-void pack_recurrent_weights(ForwardContext<T>& c) {
-  const LayerDims& d = c.d;
-  const index H = d.H, P = d.P;
+void pack_weights(const LayerDims& d, const LayerForwardArgs<T>& a, bool for_steps,
+                  PackedLayerWeights<T>& out) {
+  const index H = d.H, P = d.P, G = gate_count(d.cell);
+  const UnitBlocks blocks(H, unit_block_width<T>());
   if (d.cell == Cell::GruResetBefore) {
-    pack_gate_blocked(c.a.w_hh, 2, c.blocks, P, c.w_rec);
-    pack_b<T>(true, P, H, c.a.w_hh + 2 * H * P, P, c.w_rec_n);
+    pack_gate_blocked(a.w_hh, 2, blocks, P, out.w_rec);
+    pack_b<T>(true, P, H, a.w_hh + 2 * H * P, P, out.w_rec_n);
   } else {
-    pack_gate_blocked(c.a.w_hh, c.G, c.blocks, P, c.w_rec);
+    pack_gate_blocked(a.w_hh, G, blocks, P, out.w_rec);
   }
-  if (d.has_proj) pack_b<T>(true, H, P, c.a.w_hr, H, c.w_proj);
+  if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, out.w_proj);
+  if (for_steps) {
+    pack_gate_blocked(a.w_ih, G, blocks, d.I, out.w_in);
+    out.bias.resize(static_cast<size_t>(G * H));
+    for (index k = 0; k < G * H; ++k) out.bias[k] = folded_bias(d, a, k);
+    if (d.has_bias) out.b_hh.assign(a.b_hh, a.b_hh + G * H);
+  }
 }
 
 }  // namespace
@@ -226,8 +203,14 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
   add_folded_bias(d, a, xg, TB, GH);
 
-  c.direct = false;
-  pack_recurrent_weights(c);
+  // Cached panels from pack_layer when the caller has them, else packed for this call.
+  PackedLayerWeights<T> own;
+  if (a.packed) {
+    c.packed = static_cast<const PackedLayerWeights<T>*>(a.packed);
+  } else {
+    pack_weights(d, a, false, own);
+    c.packed = &own;
+  }
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
@@ -271,26 +254,40 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   });
 }
 
-// One step (dims.T == 1) for streaming inference: no packing, no workspace, no lengths;
-// each thread computes the input and recurrent products of its own units straight from the
-// natural weights, so a batch-1 step reads every weight once and allocates only scratch.
+template <typename T>
+PackedLayer* pack_layer(const LayerDims& d, const LayerForwardArgs<T>& a) {
+  auto* out = new PackedLayerWeights<T>();
+  out->isa = PYRNN_ISA_NAME;
+  out->dims = d;
+  out->f64 = std::is_same_v<T, double>;
+  pack_weights(d, a, true, *out);
+  return out;
+}
+
+// One step (dims.T == 1) for streaming inference on the weights of pack_layer: no workspace,
+// no lengths. Each thread computes the input and recurrent products of its own units from
+// their panels (a batch-1 step streams every weight once, the thread's slice from its own
+// cache), then runs the same step as layer_forward: results equal the full forward's bitwise.
 template <typename T>
 void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   FlushDenormals ftz;
   const index B = d.B, H = d.H, P = d.P, I = d.I;
   const bool lstm = d.cell == Cell::Lstm;
   if (lstm) std::copy(a.c0, a.c0 + B * H, a.c_n);  // updated in place
-  if (B == 0) {
-    std::copy(a.h0, a.h0 + B * P, a.h_n);
-    return;
-  }
+  if (B == 0) return;
   const index G = gate_count(d.cell), GH = G * H;
   const index width = unit_block_width<T>();
-  ForwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
-  c.direct = true;
-  std::vector<T> buffers(static_cast<size_t>(2 * B * GH + 2 * B * H));
-  T* xg = buffers.data();
-  c.hg = xg + B * GH;
+  const auto& packed = *static_cast<const PackedLayerWeights<T>*>(a.packed);
+  LayerForwardArgs<T> args = a;
+  args.b_hh = d.has_bias ? packed.b_hh.data() : nullptr;  // the only natural weight a step reads
+  ForwardContext<T> c{d, args, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
+  c.packed = &packed;
+  // Scratch kept per calling thread: a streaming loop allocates nothing per step.
+  thread_local AlignedVector<T> buffers;
+  buffers.resize(static_cast<size_t>(3 * B * GH + 2 * B * H));
+  T* xg = buffers.data();           // (B, G*H) input projection, PyTorch gate order
+  T* xin = xg + B * GH;             // (B, G*H) the same, gate-blocked as the panels
+  c.hg = xin + B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
 
@@ -298,14 +295,16 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const int nt = loop_threads(flops, c.blocks.count);
   run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
-    if (u_end > u_begin) {
-      for (index g = 0; g < G; ++g)
-        dot_rows<T>(B, u_end - u_begin, I, a.x, I, a.w_ih + (g * H + u_begin) * I, I,
-                    xg + g * H + u_begin, GH, false);
-      if (d.has_bias)
-        for (index b = 0; b < B; ++b)
-          for (index g = 0; g < G; ++g)
-            for (index u = u_begin; u < u_end; ++u) xg[b * GH + g * H + u] += folded_bias(d, a, g * H + u);
+    gemm_packed<T>(B, G * u_begin, G * u_end, a.x, I, packed.w_in, T(0), xin, GH);
+    for (index j = mine.begin; j < mine.end; ++j) {
+      const index u0 = c.blocks.begin(j), n = c.blocks.end(j) - u0;
+      for (index b = 0; b < B; ++b)
+        for (index g = 0; g < G; ++g) {
+          const T* from = xin + b * GH + G * u0 + g * n;
+          T* to = xg + b * GH + g * H + u0;
+          const T* bias = packed.bias.data() + g * H + u0;
+          for (index k = 0; k < n; ++k) to[k] = from[k] + bias[k];
+        }
     }
     Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y, nullptr};
     run_step(c, step, mine, mine_out);
@@ -316,5 +315,7 @@ template void layer_forward<float>(const LayerDims&, const LayerForwardArgs<floa
 template void layer_forward<double>(const LayerDims&, const LayerForwardArgs<double>&);
 template void layer_step<float>(const LayerDims&, const LayerForwardArgs<float>&);
 template void layer_step<double>(const LayerDims&, const LayerForwardArgs<double>&);
+template PackedLayer* pack_layer<float>(const LayerDims&, const LayerForwardArgs<float>&);
+template PackedLayer* pack_layer<double>(const LayerDims&, const LayerForwardArgs<double>&);
 
 }  // namespace pyrnn::PYRNN_ISA

@@ -23,6 +23,8 @@ const KernelTable& kernel_table() {
   static const KernelTable table = {
       PYRNN_ISA_NAME,
       &training_workspace_size,
+      &pack_layer<float>,
+      &pack_layer<double>,
       &layer_forward<float>,
       &layer_forward<double>,
       &layer_step<float>,

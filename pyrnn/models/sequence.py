@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _checks
 from ..nn import Dropout, Embedding, Linear
-from ._base import (Batch, Model, backward_recurrent, child_seed, has_cell_state, make_recurrent,
+from ._base import (Batch, Model, backward_recurrent, child_seed, make_recurrent,
                     pad_sequences, run_recurrent, sequence_mask)
 
 
@@ -87,7 +87,7 @@ class Seq2Vec(_Recurrent):
         mask = sequence_mask(lengths_arr, T)
         cache: dict[str, Any] = {"shape": y.shape, "lengths": lengths_arr, "state": st}
         if self.pooling == "last":
-            D, H = self.rnn.num_directions, self.rnn.output_size
+            D = self.rnn.num_directions
             h_top = st[0][-D:]                                   # (D, B, H)
             pooled = np.concatenate(list(h_top), axis=1) if D == 2 else h_top[0]
         elif self.pooling == "mean":

@@ -121,8 +121,12 @@ class Module:
             if wrong:
                 problems.append("wrong shapes: " + "; ".join(wrong))
             raise ValueError(f"load_state_dict for {type(self).__name__}: " + " | ".join(problems))
-        for name, arr in values.items():
-            np.copyto(params[name], arr, casting="unsafe")
+        # Each child loads its own part: layers that keep packed weights repack on load.
+        for name, p in self._params.items():
+            np.copyto(p, values[name], casting="unsafe")
+        for prefix, child in self._modules.items():
+            child.load_state_dict({k[len(prefix) + 1:]: v for k, v in values.items()
+                                   if k.startswith(prefix + ".")})
 
     # -- modes ----------------------------------------------------------------------------------
 
