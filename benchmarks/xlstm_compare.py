@@ -7,7 +7,7 @@ Same computation on both sides, float32, medians of ``--repeats`` runs (millisec
 
 * sLSTM: the official ``sLSTMLayer`` path without convolution on its CPU "vanilla" backend --
   the four head-wise gate projections and the sLSTM cell -- against ``pyrnn.SLSTM(E, E,
-  num_heads)`` (one dense (4E, E) projection, which holds those block-diagonal projections).
+  num_heads, input_projection="headwise")`` (the same head-wise projections).
 * mLSTM: q, k, v projections (three E x E linears) and the official ``mLSTMCell`` (gate
   projections and its parallel stabilised form; its output norm included) against
   ``pyrnn.MLSTM(E, E, num_heads)`` (one projection for q, k, v, gates and output gate, then
@@ -35,7 +35,7 @@ def pyrnn_cases(B, T, E, NH):
     x = rng.standard_normal((T, B, E)).astype(np.float32)
     dy = rng.standard_normal((T, B, E)).astype(np.float32)
     cases = {}
-    for name, layer in (("slstm", pyrnn.SLSTM(E, E, num_heads=NH, seed=0)),
+    for name, layer in (("slstm", pyrnn.SLSTM(E, E, num_heads=NH, input_projection="headwise", seed=0)),
                         ("mlstm", pyrnn.MLSTM(E, E, num_heads=NH, seed=0))):
         def forward(layer=layer):
             layer.eval()

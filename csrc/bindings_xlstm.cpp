@@ -58,20 +58,24 @@ template <typename T>
 py::tuple slstm_forward_impl(const py::array& x_obj, const py::object& h0_o, const py::object& c0_o,
                              const py::object& n0_o, const py::object& m0_o, const py::object& w_ih_o,
                              const py::object& w_hh_o, const py::object& bias_o, pyrnn::index NH,
-                             bool forget_exp, const py::object& lengths_o, bool training) {
+                             bool forget_exp, bool headwise, const py::object& lengths_o, bool training) {
   if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got ndim " + std::to_string(x_obj.ndim()));
   const auto& w_ih_arr = as_array(w_ih_o, "w_ih");
   if (w_ih_arr.ndim() != 2 || w_ih_arr.shape(0) % 4 != 0)
-    throw py::value_error("w_ih must be a 2-D array (4H, I)");
-  SlstmDims d{x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_ih_arr.shape(0) / 4, NH, !bias_o.is_none(), forget_exp};
+    throw py::value_error(headwise ? "w_ih must be a 2-D array (4H, I/num_heads)" : "w_ih must be a 2-D array (4H, I)");
+  SlstmDims d{x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_ih_arr.shape(0) / 4, NH, !bias_o.is_none(),
+              forget_exp, headwise};
   check_heads(d.H, NH);
+  if (headwise && d.I % NH != 0)
+    throw py::value_error("a headwise input projection needs the input size " + std::to_string(d.I) +
+                          " to be a multiple of num_heads = " + std::to_string(NH));
   const pyrnn::index DH = d.H / NH;
   auto x = checked<T>(x_obj, "x", {d.T, d.B, d.I});
   auto h0 = checked<T>(h0_o, "h0", {d.B, d.H});
   auto c0 = checked<T>(c0_o, "c0", {d.B, d.H});
   auto n0 = checked<T>(n0_o, "n0", {d.B, d.H});
   auto m0 = checked<T>(m0_o, "m0", {d.B, d.H});
-  auto w_ih = checked<T>(w_ih_o, "w_ih", {4 * d.H, d.I});
+  auto w_ih = checked<T>(w_ih_o, "w_ih", {4 * d.H, d.in_cols()});
   auto w_hh = checked<T>(w_hh_o, "w_hh", {4 * d.H, DH});
   auto bias = optional_checked<T>(bias_o, "bias", {4 * d.H});
   auto lengths = checked_lengths(lengths_o, d.T, d.B);
@@ -95,11 +99,12 @@ py::tuple slstm_forward_impl(const py::array& x_obj, const py::object& h0_o, con
 
 py::tuple slstm_forward(const py::object& x, const py::object& h0, const py::object& c0, const py::object& n0,
                         const py::object& m0, const py::object& w_ih, const py::object& w_hh,
-                        const py::object& bias, pyrnn::index num_heads, bool forget_exp,
+                        const py::object& bias, pyrnn::index num_heads, bool forget_exp, bool headwise,
                         const py::object& lengths, bool training) {
   const auto& xa = as_array(x, "x");
-  if (is_f32(xa)) return slstm_forward_impl<float>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, lengths, training);
-  return slstm_forward_impl<double>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, lengths, training);
+  if (is_f32(xa))
+    return slstm_forward_impl<float>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, headwise, lengths, training);
+  return slstm_forward_impl<double>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, headwise, lengths, training);
 }
 
 template <typename T>
@@ -112,14 +117,14 @@ py::tuple slstm_backward_impl(const SlstmCache& cache, const py::object& dy_o, c
   const auto& kt = active_kernels();
   auto x = checked<T>(cache.x, "cache.x", {d.T, d.B, d.I});
   auto ws = checked<T>(cache.workspace, "cache.workspace", {kt.slstm_workspace_size(d)});
-  auto w_ih = checked<T>(w_ih_o, "w_ih", {4 * d.H, d.I});
+  auto w_ih = checked<T>(w_ih_o, "w_ih", {4 * d.H, d.in_cols()});
   auto w_hh = checked<T>(w_hh_o, "w_hh", {4 * d.H, DH});
   auto dy = optional_checked<T>(dy_o, "dy", {d.T, d.B, d.H});
   auto dh = optional_checked<T>(dh_o, "dh_n", {d.B, d.H});
   auto dc = optional_checked<T>(dc_o, "dc_n", {d.B, d.H});
   auto dn = optional_checked<T>(dn_o, "dn_n", {d.B, d.H});
   auto dm = optional_checked<T>(dm_o, "dm_n", {d.B, d.H});
-  auto dw_ih = grad_checked<T>(dw_ih_o, "dw_ih", {4 * d.H, d.I});
+  auto dw_ih = grad_checked<T>(dw_ih_o, "dw_ih", {4 * d.H, d.in_cols()});
   auto dw_hh = grad_checked<T>(dw_hh_o, "dw_hh", {4 * d.H, DH});
   if (!dw_ih || !dw_hh) throw py::value_error("dw_ih and dw_hh are required");
   auto db = grad_checked<T>(db_o, "db", {4 * d.H});
@@ -251,8 +256,9 @@ void bind_xlstm(py::module_& m) {
       .def_property_readonly("nbytes", [](const MlstmCache& c) { return c.workspace.nbytes(); });
   m.def("slstm_forward", &slstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("n0"),
         py::arg("m0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("bias"), py::arg("num_heads"),
-        py::arg("forget_exp"), py::arg("lengths"), py::arg("training"),
-        "One sLSTM layer over the sequence. Returns (y, h_n, c_n, n_n, m_n, cache or None).");
+        py::arg("forget_exp"), py::arg("headwise"), py::arg("lengths"), py::arg("training"),
+        "One sLSTM layer over the sequence; headwise: w_ih (4H, I/num_heads) block-diagonal over heads. "
+        "Returns (y, h_n, c_n, n_n, m_n, cache or None).");
   m.def("slstm_backward", &slstm_backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
         py::arg("dn_n"), py::arg("dm_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("dw_ih"),
         py::arg("dw_hh"), py::arg("db"),

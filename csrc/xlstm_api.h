@@ -17,14 +17,16 @@ namespace pyrnn {
 struct SlstmDims {
   index T, B, I, H, NH;
   bool has_bias;
-  bool forget_exp;   // log f = f~ (exponential forget gate) instead of logsigmoid(f~)
+  bool forget_exp;       // log f = f~ (exponential forget gate) instead of logsigmoid(f~)
+  bool headwise_input;   // W_ih block-diagonal over heads too: head h's gates read x[h*I/NH, ...)
+  index in_cols() const { return headwise_input ? I / NH : I; }  // columns of w_ih
 };
 
 template <typename T>
 struct SlstmForwardArgs {
   const T* x;                   // (T, B, I)
   const T *h0, *c0, *n0, *m0;   // (B, H) each
-  const T* w_ih;                // (4H, I)
+  const T* w_ih;                // (4H, I), or (4H, I/NH) headwise: rows as w_hh's, over head h's inputs
   const T* w_hh;                // (4H, DH)  row g*H + h*DH + j: head h's block, gate g, unit j
   const T* bias;                // (4H) or null
   const std::int64_t* lengths;  // (B) or null

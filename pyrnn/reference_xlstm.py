@@ -97,15 +97,35 @@ def _masked_input(x, valid):
 # sLSTM
 
 
-def slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, lengths, training):
-    """One sLSTM layer over the sequence. Returns (y, h_n, c_n, n_n, m_n, cache or None)."""
+def _head_of_rows(H, NH):
+    """Head of each of the 4H gate rows (row g*H + h*DH + j belongs to head h)."""
+    return (np.arange(4 * H) % H) // (H // NH)
+
+
+def _dense_input_weight(w_ih, I, NH, headwise):
+    """The (4H, I) input weight: ``w_ih`` itself, or, headwise, its (4H, I/NH) rows placed on
+    their head's block of inputs (zeros elsewhere)."""
+    if not headwise:
+        return w_ih
+    H, DI = w_ih.shape[0] // 4, I // NH
+    dense = np.zeros((4 * H, I), w_ih.dtype)
+    heads = _head_of_rows(H, NH)
+    for h in range(NH):
+        dense[heads == h, h * DI:(h + 1) * DI] = w_ih[heads == h]
+    return dense
+
+
+def slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, headwise, lengths, training):
+    """One sLSTM layer over the sequence. Returns (y, h_n, c_n, n_n, m_n, cache or None).
+    ``headwise``: ``w_ih`` is (4H, I/NH), each head's gates reading only its share of the input
+    (the official package's headwise gate projections); else (4H, I)."""
     x = np.asarray(x)
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = w_ih.shape[0] // 4
     NH = int(num_heads)
     DH = H // NH
     R = w_hh.reshape(4, NH, DH, DH)
-    xg = x @ w_ih.T + (bias if bias is not None else 0)
+    xg = x @ _dense_input_weight(w_ih, I, NH, headwise).T + (bias if bias is not None else 0)
     valid = _valid(lengths, T, B)
     h, c, n, m = (np.array(s, dtype=x.dtype) for s in (h0, c0, n0, m0))
     y = np.zeros((T, B, H), x.dtype)
@@ -127,7 +147,8 @@ def slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, le
         h, c, n, m = (np.where(act, new, old) for new, old in
                       ((h_new, h), (c_new, c), (n_new, n), (m_new, m)))
         y[t] = np.where(act, h_new, 0)
-    cache = dict(x=x, lengths=lengths, steps=steps, NH=NH, forget_exp=forget_exp) if training else None
+    cache = dict(x=x, lengths=lengths, steps=steps, NH=NH, forget_exp=forget_exp,
+                 headwise=headwise) if training else None
     return y, h, c, n, m, cache
 
 
@@ -167,8 +188,15 @@ def slstm_backward(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, 
         dn = np.where(act, dnt * fp, dn)
         dm = np.where(act, np.where(s["empty"], 0, da), dm)
     flat = draw.reshape(T * B, 4 * H)
-    dx = (flat @ w_ih).reshape(x.shape)
-    dw_ih += flat.T @ _masked_input(x, valid).reshape(T * B, -1)
+    I, headwise = x.shape[2], cache["headwise"]
+    dx = (flat @ _dense_input_weight(w_ih, I, NH, headwise)).reshape(x.shape)
+    dw_dense = flat.T @ _masked_input(x, valid).reshape(T * B, -1)
+    if headwise:
+        DI, heads = I // NH, _head_of_rows(H, NH)
+        for h in range(NH):
+            dw_ih[heads == h] += dw_dense[heads == h, h * DI:(h + 1) * DI]
+    else:
+        dw_ih += dw_dense
     if db is not None:
         db += flat.sum(axis=0)
     hprev = np.stack([s["h"] for s in steps]).reshape(T * B, NH, DH)

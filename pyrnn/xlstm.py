@@ -217,6 +217,10 @@ class SLSTM(_XLayer):
     ``y, (h_n, c_n, n_n, m_n) = slstm(x, state=None, lengths=None)``;
     ``dx, (dh0, dc0, dn0, dm0) = slstm.backward(dy, dstate=None)``.
     ``forget_gate``: "sigmoid" (default; log f = logsigmoid(f~)) or "exp" (log f = f~).
+    ``input_projection``: "dense" (default; ``weight_ih`` (4H, I): every gate sees the whole
+    input) or "headwise" (``weight_ih`` (4H, I/num_heads), rows laid out as ``weight_hh``: head
+    h's gates see only the h-th of num_heads equal slices of the input, as the official
+    package's headwise gate projections; num_heads times fewer weights and FLOPs).
     The forget-gate biases start at linspace(3, 6) per head (an open forget gate, as the
     official package's "small_init"); everything else as the core layers, U(+-1/sqrt(H)).
     """
@@ -226,14 +230,24 @@ class SLSTM(_XLayer):
 
     def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 forget_gate: str = "sigmoid", dtype: Any = np.float32, seed: int | None = None) -> None:
+                 forget_gate: str = "sigmoid", input_projection: str = "dense", dtype: Any = np.float32,
+                 seed: int | None = None) -> None:
         self.forget_gate = _checks.choice(forget_gate, "forget_gate", ("sigmoid", "exp"))
+        self.input_projection = _checks.choice(input_projection, "input_projection", ("dense", "headwise"))
         super().__init__(input_size, hidden_size, num_heads, num_layers, bias, batch_first, dropout,
                          dtype, seed)
 
+    @property
+    def headwise(self) -> bool:
+        return self.input_projection == "headwise"
+
     def _layer_shapes(self, layer, layer_input):
-        H = self.hidden_size
-        shapes = {f"weight_ih_l{layer}": (4 * H, layer_input), f"weight_hh_l{layer}": (4 * H, self.head_dim)}
+        H, NH = self.hidden_size, self.num_heads
+        if self.headwise and layer_input % NH != 0:
+            raise ValueError(f"input_projection='headwise' splits the input among the heads: input_size "
+                             f"{layer_input} must be a multiple of num_heads = {NH}")
+        columns = layer_input // NH if self.headwise else layer_input
+        shapes = {f"weight_ih_l{layer}": (4 * H, columns), f"weight_hh_l{layer}": (4 * H, self.head_dim)}
         if self.bias:
             shapes[f"bias_l{layer}"] = (4 * H,)
         return shapes
@@ -252,7 +266,7 @@ class SLSTM(_XLayer):
         p = self._params
         return ops.slstm_forward(x, *states, p[f"weight_ih_l{layer}"], p[f"weight_hh_l{layer}"],
                                  p.get(f"bias_l{layer}"), self.num_heads, self.forget_gate == "exp",
-                                 lengths, training)
+                                 self.headwise, lengths, training)
 
     def _layer_backward(self, ops, layer, cache, dy, dstates):
         p, g = self._params, self._grads
@@ -267,7 +281,8 @@ class SLSTM(_XLayer):
         return self._backward(dy, dstate)
 
     def _extra_repr(self):
-        return [] if self.forget_gate == "sigmoid" else ["forget_gate='exp'"]
+        return ([] if self.forget_gate == "sigmoid" else ["forget_gate='exp'"]) + (
+            ["input_projection='headwise'"] if self.headwise else [])
 
 
 class MLSTM(_XLayer):
@@ -447,9 +462,10 @@ class SLSTMCell(_XCell):
     _layer_class = SLSTM
 
     def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4, bias: bool = True,
-                 forget_gate: str = "sigmoid", dtype: Any = np.float32, seed: int | None = None) -> None:
+                 forget_gate: str = "sigmoid", input_projection: str = "dense", dtype: Any = np.float32,
+                 seed: int | None = None) -> None:
         super().__init__(input_size=input_size, hidden_size=hidden_size, num_heads=num_heads, bias=bias,
-                         forget_gate=forget_gate, dtype=dtype, seed=seed)
+                         forget_gate=forget_gate, input_projection=input_projection, dtype=dtype, seed=seed)
 
     def __call__(self, x: Any, state: Any = None):
         _, new_state = self._step(x, state)

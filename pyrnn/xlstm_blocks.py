@@ -225,22 +225,14 @@ def _t(tensor) -> np.ndarray:
     return tensor.detach().cpu().double().numpy()
 
 
-def _headwise_dense(weight: np.ndarray) -> np.ndarray:
-    """LinearHeadwiseExpand weight (NH, out_per_head, in_per_head) as a dense block-diagonal
-    (NH*out, NH*in) matrix."""
-    NH, O, D = weight.shape
-    out = np.zeros((NH * O, NH * D))
-    for h in range(NH):
-        out[h * O:(h + 1) * O, h * D:(h + 1) * D] = weight[h]
-    return out
-
-
 def from_official(module: Any, dtype: Any = np.float32):
     """The pyrnn layer equivalent to a module of the official ``xlstm`` package (torch is
     only used to read its weights):
 
-    * ``sLSTMLayer`` with ``conv1d_kernel_size=0`` -> ``SLSTM(E, E, num_heads)`` whose output is
-      the layer's sLSTM cell output (before its dropout and group norm). Note that the official
+    * ``sLSTMLayer`` with ``conv1d_kernel_size=0`` -> ``SLSTM(E, E, num_heads,
+      input_projection="headwise")`` (the official headwise gate projections, weight (NH, DH,
+      E/NH) each, are its ``weight_ih`` rows) whose output is the layer's sLSTM cell output
+      (before its dropout and group norm). Note that the official
       layer feeds its module named ``fgate`` to the cell's input gate and ``igate`` to the
       forget gate; the mapping follows what the code computes.
     * an sLSTM cell (``sLSTMCell_vanilla``/``sLSTMCell``, input: the 4H gate pre-activations,
@@ -257,9 +249,10 @@ def from_official(module: Any, dtype: Any = np.float32):
             raise ValueError("from_official: sLSTMLayer with a causal convolution (conv1d_kernel_size > 0) "
                              "has no pyrnn equivalent; build it with conv1d_kernel_size=0")
         E, NH = cfg.embedding_dim, cfg.num_heads
-        w_ih = np.concatenate([_headwise_dense(_t(module.fgate.weight)), _headwise_dense(_t(module.igate.weight)),
-                               _headwise_dense(_t(module.zgate.weight)), _headwise_dense(_t(module.ogate.weight))])
-        layer = SLSTM(E, E, num_heads=NH, dtype=dtype)
+        # gate order i, f, z, o; each (NH, DH, E/NH) -> rows h*DH + j of its gate
+        w_ih = np.concatenate([_t(gate.weight).reshape(E, E // NH)
+                               for gate in (module.fgate, module.igate, module.zgate, module.ogate)])
+        layer = SLSTM(E, E, num_heads=NH, input_projection="headwise", dtype=dtype)
         cell = module.slstm_cell
         layer.load_state_dict({"weight_ih_l0": w_ih, **_slstm_cell_weights(cell, E, NH)})
         return layer

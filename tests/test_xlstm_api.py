@@ -127,6 +127,18 @@ def test_bad_input_raises_clear_errors(cls):
     assert np.isnan(y[1:, 0]).all() and np.isfinite(y[:, 1]).all()
 
 
+def test_slstm_headwise_input_projection():
+    layer = pyrnn.SLSTM(8, 12, num_heads=4, input_projection="headwise")
+    assert layer.parameters()["weight_ih_l0"].shape == (48, 2)
+    assert "input_projection='headwise'" in repr(layer)
+    cell = pyrnn.SLSTMCell(8, 12, num_heads=4, input_projection="headwise")
+    assert cell.parameters()["weight_ih"].shape == (48, 2)
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        pyrnn.SLSTM(6, 12, num_heads=4, input_projection="headwise")
+    with pytest.raises(ValueError, match="input_projection"):
+        pyrnn.SLSTM(8, 12, input_projection="blocky")
+
+
 def test_native_bindings_reject_bad_arrays():
     from pyrnn import _core
 
@@ -134,10 +146,16 @@ def test_native_bindings_reject_bad_arrays():
     z = np.zeros((1, 4), np.float32)
     with pytest.raises(ValueError, match="multiple of num_heads"):
         _core.slstm_forward(x, z, z, z, z, np.zeros((16, 3), np.float32), np.zeros((16, 2), np.float32),
-                            None, 3, False, None, False)
+                            None, 3, False, False, None, False)
     with pytest.raises(ValueError, match="w_hh"):
         _core.slstm_forward(x, z, z, z, z, np.zeros((16, 3), np.float32), np.zeros((16, 4), np.float32),
-                            None, 2, False, None, False)
+                            None, 2, False, False, None, False)
+    with pytest.raises(ValueError, match="multiple of num_heads"):   # headwise: I = 3 over 2 heads
+        _core.slstm_forward(x, z, z, z, z, np.zeros((16, 1), np.float32), np.zeros((16, 2), np.float32),
+                            None, 2, False, True, None, False)
+    with pytest.raises(ValueError, match=r"w_ih: expected shape \(16, 2\)"):
+        _core.slstm_forward(np.zeros((2, 1, 4), np.float32), z, z, z, z, np.zeros((16, 4), np.float32),
+                            np.zeros((16, 2), np.float32), None, 2, False, True, None, False)
     with pytest.raises(TypeError, match="dtype"):
         _core.mlstm_forward(x.astype(np.float64), np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2)),
                             np.zeros((20, 3), np.float32), None, 2, 1e-6, True, None, False)

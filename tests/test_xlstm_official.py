@@ -49,10 +49,10 @@ def test_slstm_layer_matches_official_vanilla_backend(dtype):
     np.testing.assert_allclose(dx, x.grad.numpy(), **tol)
     # weight gradients in the official layouts
     gr = mine.grads
-    w_ih = gr["weight_ih_l0"]
+    w_ih = gr["weight_ih_l0"]                                  # headwise (4E, E/NH)
+    assert w_ih.shape == (4 * E, E // NH)
     for k, mod in enumerate([off.fgate, off.igate, off.zgate, off.ogate]):
-        blocks = np.stack([w_ih[k * E + h * DH:k * E + (h + 1) * DH, h * DH:(h + 1) * DH] for h in range(NH)])
-        np.testing.assert_allclose(blocks, mod.weight.grad.numpy(), **tol)
+        np.testing.assert_allclose(w_ih[k * E:(k + 1) * E].reshape(NH, DH, E // NH), mod.weight.grad.numpy(), **tol)
     cell = off.slstm_cell
     R_grad = cell._recurrent_kernel_.grad.numpy()             # (NH, 4*DH, DH), row g*DH + j
     mine_R = gr["weight_hh_l0"].reshape(4, NH, DH, DH).transpose(1, 0, 2, 3).reshape(NH, 4 * DH, DH)

@@ -64,11 +64,11 @@ def test_slstm_gradients_match_finite_differences(forget_exp, lengths, zero_stat
 
     def loss(x, h0, c0, n0, m0, w_ih, w_hh, bias):
         y, h, c, n, m, _ = ref.slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, NH, forget_exp,
-                                             lengths, False)
+                                             False, lengths, False)
         return (y * wy).sum() + (h * wh).sum() + (c * wc).sum() + (n * wn).sum() + (m * wm).sum()
 
     x, h0, c0, n0, m0, w_ih, w_hh, bias = args
-    *_, cache = ref.slstm_forward(*args[:8], NH, forget_exp, lengths, True)
+    *_, cache = ref.slstm_forward(*args[:8], NH, forget_exp, False, lengths, True)
     dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros_like(bias)
     dx, dh0, dc0, dn0, dm0 = ref.slstm_backward(cache, wy, wh, wc, wn, wm, w_ih, w_hh, dw_ih, dw_hh, db)
     names = ["x", "h0", "c0", "n0", "m0", "w_ih", "w_hh", "bias"]
@@ -82,11 +82,38 @@ def test_slstm_gradients_match_finite_differences(forget_exp, lengths, zero_stat
         _fd_check(loss, args, grads, names)
 
 
+@pytest.mark.parametrize("lengths", [None, np.array([5, 3])])
+def test_slstm_headwise_gradients_match_finite_differences(lengths):
+    rng = np.random.default_rng(4)
+    I_hw = 2 * NH                                    # input split into NH slices of 2
+    x, h0, c0, n0, m0, _, w_hh, bias = _slstm_case(rng)
+    x = rng.standard_normal((T, B, I_hw))
+    w_ih = rng.standard_normal((4 * H, I_hw // NH)) * 0.7
+    args = [x, h0, c0, n0, m0, w_ih, w_hh, bias]
+    wy, wh = _loss_weights(rng, [(T, B, H), (B, H)])
+
+    def loss(x, h0, c0, n0, m0, w_ih, w_hh, bias):
+        y, h, *_ = ref.slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, NH, False, True, lengths, False)
+        return (y * wy).sum() + (h * wh).sum()
+
+    *_, cache = ref.slstm_forward(*args, NH, False, True, lengths, True)
+    dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros_like(bias)
+    dx, dh0, dc0, dn0, dm0 = ref.slstm_backward(cache, wy, wh, None, None, None, w_ih, w_hh, dw_ih, dw_hh, db)
+    _fd_check(loss, args, [dx, dh0, dc0, dn0, dm0, dw_ih, dw_hh, db],
+              ["x", "h0", "c0", "n0", "m0", "w_ih", "w_hh", "bias"])
+    # Headwise equals dense with the blocks on the diagonal (zeros elsewhere).
+    dense = ref._dense_input_weight(w_ih, I_hw, NH, True)
+    assert np.count_nonzero(dense) == w_ih.size
+    y_dense = ref.slstm_forward(x, h0, c0, n0, m0, dense, w_hh, bias, NH, False, False, lengths, False)[0]
+    y_head = ref.slstm_forward(x, h0, c0, n0, m0, w_ih, w_hh, bias, NH, False, True, lengths, False)[0]
+    np.testing.assert_array_equal(y_head, y_dense)
+
+
 def test_slstm_first_step_from_zero_state_is_o_tanh_z():
     rng = np.random.default_rng(2)
     x, _, _, _, _, w_ih, w_hh, bias = _slstm_case(rng, scale=30.0)  # large pre-activations
     z = np.zeros((B, H))
-    y, h, c, n, m, _ = ref.slstm_forward(x[:1], z, z, z, z, w_ih, w_hh, bias, NH, False, None, False)
+    y, h, c, n, m, _ = ref.slstm_forward(x[:1], z, z, z, z, w_ih, w_hh, bias, NH, False, False, None, False)
     raw = x[0] @ w_ih.T + bias
     expect = ref._sigmoid(raw[:, 3 * H:]) * np.tanh(raw[:, 2 * H:3 * H])
     np.testing.assert_allclose(y[0], expect, rtol=1e-12, atol=1e-14)

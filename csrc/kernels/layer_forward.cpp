@@ -184,13 +184,14 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   ForwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
 
   // Every buffer is allocated here, before the time loop.
-  std::vector<T> xg_inference, buffers;
+  UninitBuffer<T> xg_inference;
+  std::vector<T> buffers;
   T* xg;
   if (a.workspace) {
     c.ws = carve_workspace(d, a.workspace);
     xg = c.ws.gates;
   } else {
-    xg_inference.resize(static_cast<size_t>(TB * GH));
+    xg_inference = UninitBuffer<T>(static_cast<size_t>(TB * GH));
     xg = xg_inference.data();
   }
   const index state_buffers = a.workspace ? 0 : 2 * B * P;

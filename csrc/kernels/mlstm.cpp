@@ -202,14 +202,14 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
   std::copy(a.m0, a.m0 + B * NH, a.m_n);
   if (TT == 0 || B == 0) return;
   const bool training = a.workspace != nullptr;
-  std::vector<T> xg_inference;
+  UninitBuffer<T> xg_inference;
   T* xg;
   T* ckpt = nullptr;
   if (training) {
     xg = a.workspace;
     ckpt = a.workspace + TB * R;
   } else {
-    xg_inference.resize(static_cast<size_t>(TB * R));
+    xg_inference = UninitBuffer<T>(static_cast<size_t>(TB * R));
     xg = xg_inference.data();
   }
   gemm<T>(false, true, TB, R, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, R);

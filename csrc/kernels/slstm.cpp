@@ -128,17 +128,26 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   std::copy(a.m0, a.m0 + B * H, a.m_n);
   if (TT == 0 || B == 0) return;
   const bool training = a.workspace != nullptr;
-  std::vector<T> xg_inference;
+  UninitBuffer<T> xg_inference;
   SlstmWorkspace<T> ws{};
   T* xg;
   if (training) {
     ws = carve(d, a.workspace);
     xg = ws.gates;
   } else {
-    xg_inference.resize(static_cast<size_t>(TB * G4));
+    xg_inference = UninitBuffer<T>(static_cast<size_t>(TB * G4));
     xg = xg_inference.data();
   }
-  gemm<T>(false, true, TB, G4, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, G4);
+  if (d.headwise_input) {
+    // One product per (gate, head) block: head h's DH rows of the gate read its I/NH inputs.
+    const index DI = d.in_cols();
+    for (index g = 0; g < 4; ++g)
+      for (index h = 0; h < NH; ++h)
+        gemm<T>(false, true, TB, DH, DI, a.x + h * DI, d.I, a.w_ih + (g * H + h * DH) * DI, DI, T(0),
+                xg + g * H + h * DH, G4);
+  } else {
+    gemm<T>(false, true, TB, G4, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, G4);
+  }
   if (a.bias)
     for (index r = 0; r < TB; ++r)
       for (index k = 0; k < G4; ++k) xg[r * G4 + k] += a.bias[k];
@@ -266,7 +275,15 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   }
 
   // Input, weight and bias gradients: one product over all T*B rows each.
-  gemm<T>(false, false, TB, I, G4, draw.data(), G4, a.w_ih, I, T(0), a.dx, I);
+  const index DI = d.in_cols();
+  if (d.headwise_input) {
+    for (index h = 0; h < NH; ++h)
+      for (index g = 0; g < 4; ++g)
+        gemm<T>(false, false, TB, DI, DH, draw.data() + g * H + h * DH, G4, a.w_ih + (g * H + h * DH) * DI, DI,
+                T(g > 0), a.dx + h * DI, I);
+  } else {
+    gemm<T>(false, false, TB, I, G4, draw.data(), G4, a.w_ih, I, T(0), a.dx, I);
+  }
   std::vector<T> x_valid;
   const T* x = a.x;
   if (a.lengths) {  // padding steps never enter the sums (0 * NaN would leak)
@@ -276,7 +293,14 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
         std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
     x = x_valid.data();
   }
-  gemm<T>(true, false, G4, I, TB, draw.data(), G4, x, I, T(1), a.dw_ih, I);
+  if (d.headwise_input) {
+    for (index g = 0; g < 4; ++g)
+      for (index h = 0; h < NH; ++h)
+        gemm<T>(true, false, DH, DI, TB, draw.data() + g * H + h * DH, G4, x + h * DI, I, T(1),
+                a.dw_ih + (g * H + h * DH) * DI, DI);
+  } else {
+    gemm<T>(true, false, G4, I, TB, draw.data(), G4, x, I, T(1), a.dw_ih, I);
+  }
   for (index g = 0; g < 4; ++g)
     for (index h = 0; h < NH; ++h)
       gemm<T>(true, false, DH, DH, TB, draw.data() + g * H + h * DH, G4, ws.hprev + h * DH, H, T(1),

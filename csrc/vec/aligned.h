@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -30,5 +31,23 @@ struct AlignedAllocator {
 
 template <typename T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// n elements of aligned scratch that the caller writes in full before reading them. Unlike a
+// std::vector it is not zero-filled first: for the (T*B, G*H) input projection of inference
+// that fill costs a pass over megabytes that the GEMM then overwrites.
+template <typename T>
+class UninitBuffer {
+ public:
+  UninitBuffer() = default;
+  explicit UninitBuffer(std::size_t n)
+      : data_(static_cast<T*>(::operator new(n * sizeof(T), AlignedAllocator<T>::alignment))) {}
+  T* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { ::operator delete(p, AlignedAllocator<T>::alignment); }
+  };
+  std::unique_ptr<T, Free> data_;
+};
 
 }  // namespace pyrnn::PYRNN_ISA
