@@ -68,6 +68,18 @@ struct LayerCache {
   py::array workspace;               // training_workspace_size(dims) elements
 };
 
+// Raised when packed weights meet kernels of another instruction set than made them (the
+// active ISA was switched since): Python repacks and retries. A ValueError subclass.
+struct StalePacking : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void check_packing_isa(const PackedLayer& p) {
+  if (std::strcmp(p.isa, active_isa()) != 0)
+    throw StalePacking(std::string("packed weights were made for the ") + p.isa + " kernels, but " +
+                       active_isa() + " is active now: pack them again");
+}
+
 // Weights packed once by pack_layer for repeated inference calls. Opaque to Python.
 struct PackedWeights {
   std::string cell_name;
@@ -118,9 +130,7 @@ const PackedLayer* checked_packed(const py::object& packed, const std::string& c
     throw py::type_error("packed must be None or the PackedWeights returned by pack_layer");
   const auto& pw = packed.cast<const PackedWeights&>();
   const PackedLayer& p = *pw.layer;
-  if (std::strcmp(p.isa, active_isa()) != 0)
-    throw py::value_error(std::string("packed weights were made for the ") + p.isa + " kernels, but " +
-                          active_isa() + " is active now: pack them again");
+  check_packing_isa(p);
   const LayerDims& q = p.dims;
   if (pw.cell_name != cell_name || p.f64 != std::is_same_v<T, double> || q.I != d.I || q.H != d.H ||
       q.P != d.P || q.has_bias != d.has_bias || q.has_proj != d.has_proj)
@@ -248,9 +258,7 @@ py::tuple layer_step(const py::array& x, const py::object& h, const py::object& 
   if (!py::isinstance<PackedWeights>(packed))
     throw py::type_error("packed must be the PackedWeights returned by pack_layer");
   const auto& pw = packed.cast<const PackedWeights&>();
-  if (std::strcmp(pw.layer->isa, active_isa()) != 0)
-    throw py::value_error(std::string("packed weights were made for the ") + pw.layer->isa +
-                          " kernels, but " + active_isa() + " is active now: pack them again");
+  check_packing_isa(*pw.layer);
   if (x.dtype().is(py::dtype::of<float>())) return step_impl<float>(x, h, c, pw);
   if (x.dtype().is(py::dtype::of<double>())) return step_impl<double>(x, h, c, pw);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
@@ -350,6 +358,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<LayerCache>(m, "LayerCache", "What a training-mode forward keeps for its backward (opaque).")
       .def_property_readonly("nbytes", [](const LayerCache& c) { return c.workspace.nbytes(); });
 
+  py::register_exception<StalePacking>(m, "StalePackedWeights", PyExc_ValueError);
   py::class_<PackedWeights>(m, "PackedWeights",
                             "A layer's weights packed for the active kernels by pack_layer (opaque).")
       .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(p.layer->isa); });

@@ -1,7 +1,7 @@
 """What layers and cells share: named parameters, gradients, state dicts and train/eval mode."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,24 +140,31 @@ class ParameterModule:
     # -- packed weights (layers and cells whose kernels multiply with packed panels) ------------
 
     _packs_weights = False
-    _pack_cache: dict[Any, Any] = {}
+    _pack_cache: dict[int, Any] = {}
+    _pack_ops: Any = None
 
-    def _packed(self, k: int, cell: str, arrays: tuple) -> Any:
-        """Layer-direction ``k``'s weights ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` packed by the
-        backend's ``pack_layer``: in eval mode (weights frozen) made once per backend and
-        instruction set and kept; in training mode made afresh."""
+    def _packed(self, k: int, cell: str, arrays: Callable[[], tuple]) -> Any:
+        """Layer-direction ``k``'s weights (``arrays()`` gives w_ih, w_hh, b_ih, b_hh, w_hr)
+        packed by the backend's ``pack_layer``: in eval mode (weights frozen) made once per
+        backend and kept; in training mode made afresh."""
         ops = _backend.ops()
         if self.training:
-            return ops.pack_layer(cell, *arrays)
-        key = (k, ops.__name__, _core.active_isa())
-        packed = self._pack_cache.get(key)
+            return ops.pack_layer(cell, *arrays())
+        if self._pack_ops is not ops:
+            self._pack_cache, self._pack_ops = {}, ops
+        packed = self._pack_cache.get(k)
         if packed is None:
-            packed = ops.pack_layer(cell, *arrays)
-            self._pack_cache = {**self._pack_cache, key: packed}
+            packed = self._pack_cache[k] = ops.pack_layer(cell, *arrays())
         return packed
 
-    def _drop_caches(self) -> None:  # overridden by subclasses that keep caches
-        pass
+    def _run_packed(self, k: int, cell: str, arrays: Callable[[], tuple], run: Callable[[Any], Any]) -> Any:
+        """``run(packed)`` on :meth:`_packed`; packs again once if the active instruction set
+        changed since the packing was made (its panel layout differs)."""
+        try:
+            return run(self._packed(k, cell, arrays))
+        except _core.StalePackedWeights:
+            self._pack_cache = {}
+            return run(self._packed(k, cell, arrays))
 
     # -- backward bookkeeping of layers (subclasses that keep a Tape in ``self._tape``) ----------
 

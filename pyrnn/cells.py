@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _core
 from ._module import GATES, ParameterModule
 
 
@@ -45,19 +45,15 @@ class _Cell(ParameterModule):
         p = self._params
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), None
 
-    def _ready(self, value: Any, shape: tuple[int, ...]) -> bool:
-        """Whether ``value`` can go to the kernel as it is (the streaming fast path)."""
-        return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == shape
-                and value.flags.c_contiguous)
-
     def _step(self, x: Any, h: Any, c: Any):
         # Streaming inference is a few microseconds of native work: when the arrays are already
-        # what the kernel takes (a loop feeding back the returned state), skip the conversions.
-        if (not self.training and type(x) is np.ndarray and x.ndim == 2
-                and self._ready(x, (x.shape[0], self.input_size))
-                and self._ready(h, (x.shape[0], self.hidden_size))
-                and (self.cell != "lstm" or self._ready(c, (x.shape[0], self.hidden_size)))):
-            return _backend.ops().layer_step(x, h, c, self._packed(0, self.cell, self._weights()))
+        # what the kernel takes (a loop feeding back the returned state), hand them over as they
+        # are; the kernel checks them and anything else takes the general path below.
+        if not self.training and _backend.ops() is _core:
+            try:
+                return _core.layer_step(x, h, c, self._packed(0, self.cell, self._weights))
+            except (TypeError, ValueError):
+                pass  # converted, checked (with a clear message) or repacked below
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)
         B = xt.shape[1]
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
@@ -69,7 +65,9 @@ class _Cell(ParameterModule):
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
         elif not self.training:  # streaming inference: the single-step kernel, nothing kept
-            h_new, c_new = _backend.ops().layer_step(xt[0], h, c, self._packed(0, self.cell, self._weights()))
+            ops = _backend.ops()
+            h_new, c_new = self._run_packed(0, self.cell, self._weights,
+                                            lambda packed: ops.layer_step(xt[0], h, c, packed))
             cache = None
         else:
             _, h_new, c_new, cache = _backend.ops().layer_forward(
@@ -164,7 +162,7 @@ class LSTMCell(_Cell):
         super().__init__("lstm", input_size, hidden_size, bias, dtype, seed)
 
     def __call__(self, x: Any, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        h, c = _checks.pair(state, "state", ("h", "c"))
+        h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))
         return self._step(x, h, c)
 
     def backward(self, dstate: Any):

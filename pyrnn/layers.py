@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _core
 from ._module import GATES, ParameterModule, Tape
 
 
@@ -72,6 +72,9 @@ class _RecurrentLayer(ParameterModule):
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction from params or grads."""
         return tuple(store.get(name) for name in self._names[layer * self.num_directions + direction])
 
+    def _layer0_arrays(self):
+        return self._arrays(self._params, 0, 0)
+
     def _state_shape(self, B: int, size: int, batched: bool) -> tuple[tuple[int, ...], str]:
         stack = self.num_layers * self.num_directions
         if batched:
@@ -115,9 +118,12 @@ class _RecurrentLayer(ParameterModule):
             for direction in range(D):
                 k = layer * D + direction
                 arrays = self._arrays(self._params, layer, direction)
-                y, h, c, cache = ops.layer_forward(
-                    self.cell, layer_input, h0[k], None if c0 is None else c0[k], *arrays, lengths,
-                    direction == 1, training, None if training else self._packed(k, self.cell, arrays))
+
+                def run(packed, x=layer_input, k=k, arrays=arrays, reverse=direction == 1):
+                    return ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays,
+                                             lengths, reverse, training, packed)
+                # Training packs per call (the weights change every step); eval reuses a packing.
+                y, h, c, cache = run(None) if training else self._run_packed(k, self.cell, lambda: arrays, run)
                 outputs.append(y)
                 h_n[k] = h
                 if c_n is not None:
@@ -161,11 +167,6 @@ class _RecurrentLayer(ParameterModule):
 
     # -- streaming -----------------------------------------------------------------------------
 
-    def _ready(self, value: Any, shape: tuple[int, ...]) -> bool:
-        """Whether ``value`` can go to the kernel as it is (the streaming fast path)."""
-        return (type(value) is np.ndarray and value.dtype == self.dtype and value.shape == shape
-                and value.flags.c_contiguous)
-
     def _step(self, x: Any, h: Any, c: Any):
         """One time step of every layer for streaming inference (no cache, no dropout)."""
         if self.bidirectional:
@@ -173,15 +174,17 @@ class _RecurrentLayer(ParameterModule):
                              "layer needs the whole sequence: call the layer on it instead")
         is_lstm = self.cell == "lstm"
         # Streaming calls are a few microseconds of native work: when the arrays are already
-        # what the kernel takes (the usual loop feeding back the returned state), skip the
-        # general conversions and checks below.
-        if (type(x) is np.ndarray and x.ndim == 2 and self.num_layers == 1
-                and self._ready(x, (x.shape[0], self.input_size))
-                and self._ready(h, (1, x.shape[0], self.output_size))
-                and (not is_lstm or self._ready(c, (1, x.shape[0], self.hidden_size)))):
-            h_new, c_new = _backend.ops().layer_step(x, h[0], c[0] if is_lstm else None,
-                                                     self._packed(0, self.cell, self._arrays(self._params, 0, 0)))
-            return h_new, h_new[None], (c_new[None] if is_lstm else None)
+        # what the kernel takes (the usual loop feeding back the returned state), hand them over
+        # as they are; the kernel checks them and anything else takes the general path below.
+        if (not self.training and self.num_layers == 1 and _backend.ops() is _core
+                and type(h) is np.ndarray and h.ndim == 3 and h.shape[0] == 1
+                and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3 and c.shape[0] == 1))):
+            try:
+                h_new, c_new = _core.layer_step(x, h[0], c[0] if is_lstm else None,
+                                                self._packed(0, self.cell, self._layer0_arrays))
+                return h_new, h_new[None], (c_new[None] if is_lstm else None)
+            except (TypeError, ValueError):
+                pass  # converted, checked (with a clear message) or repacked below
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)
         B = xt.shape[1]
         h = self._initial_state(h, "h", B, self.output_size, batched)
@@ -192,8 +195,10 @@ class _RecurrentLayer(ParameterModule):
         layer_input = xt[0]
         hs, cs = [], []
         for layer in range(self.num_layers):
-            packed = self._packed(layer, self.cell, self._arrays(self._params, layer, 0))
-            h_new, c_new = ops.layer_step(layer_input, h[layer], c[layer] if is_lstm else None, packed)
+            h_new, c_new = self._run_packed(
+                layer, self.cell, lambda layer=layer: self._arrays(self._params, layer, 0),
+                lambda packed, x=layer_input, layer=layer: ops.layer_step(
+                    x, h[layer], c[layer] if is_lstm else None, packed))
             hs.append(h_new)
             cs.append(c_new)
             layer_input = h_new

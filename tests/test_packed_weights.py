@@ -94,9 +94,20 @@ def test_packed_weights_belong_to_their_isa(restore_native_settings):
     _core.select_isa(isas[-1])
     with pytest.raises(ValueError, match="pack them again"):
         _core.layer_step(np.ones((1, 2)), np.ones((1, 4)), None, packed)
-    # A layer repacks by itself when the instruction set changes.
+    # Layers and cells repack by themselves when the instruction set changes, also on the
+    # streaming fast path (a state fed back from the previous step).
     layer = pyrnn.RNN(2, 4, dtype=np.float64, seed=0).eval()
+    cell = pyrnn.LSTMCell(2, 4, dtype=np.float64, seed=0).eval()
+    x = np.ones((1, 2))
     _core.select_isa(isas[0])
-    y0 = layer.step(np.ones((1, 2)))[0]
+    y0, state = layer.step(x)
+    h0, c0 = cell(x)
+    y1, _ = layer.step(x, state)
+    h1, _ = cell(x, (h0, c0))
     _core.select_isa(isas[-1])
-    np.testing.assert_allclose(layer.step(np.ones((1, 2)))[0], y0, rtol=1e-12)
+    np.testing.assert_allclose(layer.step(x)[0], y0, rtol=1e-12)
+    np.testing.assert_allclose(layer.step(x, state)[0], y1, rtol=1e-12)
+    np.testing.assert_allclose(cell(x, (h0, c0))[0], h1, rtol=1e-12)
+    assert issubclass(_core.StalePackedWeights, ValueError)
+    with pytest.raises(_core.StalePackedWeights):    # packed above for isas[0]
+        _core.layer_step(np.ones((1, 2)), np.ones((1, 4)), None, packed)

@@ -96,3 +96,21 @@ def test_native_step_against_reference():
         for a, b in zip(got, want):
             if b is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_streaming_fast_path_falls_back_to_checked_conversions():
+    """Eval-mode steps hand arrays straight to the kernel; anything else (other dtypes, shapes,
+    None states) goes through the general path, which converts or names what is wrong."""
+    cell = pyrnn.LSTMCell(2, 4, seed=0).eval()
+    h, c = cell(np.ones((1, 2), np.float32))
+    assert cell(np.ones((1, 2)), (h, c))[0].dtype == np.float32           # float64 input converted
+    np.testing.assert_array_equal(cell(np.ones(2), (h[0], c[0]))[0], cell(np.ones((1, 2)), (h, c))[0][0])
+    with pytest.raises(ValueError, match="input_size = 2"):
+        cell(np.ones((1, 3), np.float32), (h, c))
+    with pytest.raises(ValueError, match=r"h: expected shape \(B, H\) = \(1, 4\)"):
+        cell(np.ones((1, 2), np.float32), (h[:, :3].copy(), c))
+    gru = pyrnn.GRU(2, 4, seed=0).eval()
+    _, state = gru.step(np.ones((1, 2), np.float32))
+    with pytest.raises(ValueError, match=r"\(D\*num_layers, B, H_out\) = \(1, 1, 4\)"):
+        gru.step(np.ones((1, 2), np.float32), np.zeros((2, 1, 4), np.float32))
+    assert gru.step(np.ones((1, 2)), state)[0].dtype == np.float32
