@@ -10,7 +10,8 @@ Blocks (E = embedding_dim, time-major rows; LN = LayerNorm with a weight, no bia
                                                                   the silu branch gates it)
 * sLSTM block, the paper's *post up-projection* block::
 
-      y1 = x + SLSTM(LN1(x))                                    (E -> E)
+      y1 = x + SLSTM(LN1(x))                                    (E -> E, head-wise gate
+                                                                  projections, as the official layer)
       v = LN2(y1);  y = y1 + (silu(v W_g^T + b_g) * (v W_a^T + b_a)) W_down^T + b_down
                                                                  (gated feed-forward, E -> F -> E)
 
@@ -104,7 +105,8 @@ class xLSTMBlockStack(ParameterModule):
             if kind == "m":
                 layer = MLSTM(P, P, num_heads=self.num_heads, output_gate=False, dtype=self.dtype, seed=sub_seed)
             else:
-                layer = SLSTM(E, E, num_heads=self.num_heads, dtype=self.dtype, seed=sub_seed)
+                layer = SLSTM(E, E, num_heads=self.num_heads, input_projection="headwise", dtype=self.dtype,
+                              seed=sub_seed)
             for name in list(layer._params):
                 self._params[f"blocks.{k}.xlstm.{name}"] = layer._params[name]
                 self._grads[f"blocks.{k}.xlstm.{name}"] = layer._grads[name]
