@@ -121,6 +121,20 @@ class FlushDenormals {
 #endif
 };
 
+// Runs task(i) for i in [0, n) over one OpenMP team, each task whole on one thread (a gemm
+// inside sees omp_in_parallel and stays serial, so its result is the same on any thread): for
+// many small independent products, which one at a time would each be split for little work.
+template <typename Task>
+void parallel_tasks(index n, Task task) {
+  const int nt = static_cast<int>(std::max<index>(1, std::min<index>(num_threads(), n)));
+#pragma omp parallel num_threads(nt)
+  {
+    FlushDenormals ftz;
+#pragma omp for schedule(dynamic)
+    for (index i = 0; i < n; ++i) task(i);
+  }
+}
+
 // Row b is inside its sequence at time t.
 inline bool step_valid(const std::int64_t* lengths, index b, index t) {
   return lengths == nullptr || t < lengths[b];

@@ -141,10 +141,11 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   if (d.headwise_input) {
     // One product per (gate, head) block: head h's DH rows of the gate read its I/NH inputs.
     const index DI = d.in_cols();
-    for (index g = 0; g < 4; ++g)
-      for (index h = 0; h < NH; ++h)
-        gemm<T>(false, true, TB, DH, DI, a.x + h * DI, d.I, a.w_ih + (g * H + h * DH) * DI, DI, T(0),
-                xg + g * H + h * DH, G4);
+    parallel_tasks(4 * NH, [&](index i) {
+      const index g = i / NH, h = i % NH;
+      gemm<T>(false, true, TB, DH, DI, a.x + h * DI, d.I, a.w_ih + (g * H + h * DH) * DI, DI, T(0),
+              xg + g * H + h * DH, G4);
+    });
   } else {
     gemm<T>(false, true, TB, G4, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, G4);
   }
@@ -277,10 +278,11 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   // Input, weight and bias gradients: one product over all T*B rows each.
   const index DI = d.in_cols();
   if (d.headwise_input) {
-    for (index h = 0; h < NH; ++h)
+    parallel_tasks(NH, [&](index h) {
       for (index g = 0; g < 4; ++g)
         gemm<T>(false, false, TB, DI, DH, draw.data() + g * H + h * DH, G4, a.w_ih + (g * H + h * DH) * DI, DI,
                 T(g > 0), a.dx + h * DI, I);
+    });
   } else {
     gemm<T>(false, false, TB, I, G4, draw.data(), G4, a.w_ih, I, T(0), a.dx, I);
   }
@@ -294,17 +296,19 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
     x = x_valid.data();
   }
   if (d.headwise_input) {
-    for (index g = 0; g < 4; ++g)
-      for (index h = 0; h < NH; ++h)
-        gemm<T>(true, false, DH, DI, TB, draw.data() + g * H + h * DH, G4, x + h * DI, I, T(1),
-                a.dw_ih + (g * H + h * DH) * DI, DI);
+    parallel_tasks(4 * NH, [&](index i) {
+      const index g = i / NH, h = i % NH;
+      gemm<T>(true, false, DH, DI, TB, draw.data() + g * H + h * DH, G4, x + h * DI, I, T(1),
+              a.dw_ih + (g * H + h * DH) * DI, DI);
+    });
   } else {
     gemm<T>(true, false, G4, I, TB, draw.data(), G4, x, I, T(1), a.dw_ih, I);
   }
-  for (index g = 0; g < 4; ++g)
-    for (index h = 0; h < NH; ++h)
-      gemm<T>(true, false, DH, DH, TB, draw.data() + g * H + h * DH, G4, ws.hprev + h * DH, H, T(1),
-              a.dw_hh + (g * H + h * DH) * DH, DH);
+  parallel_tasks(4 * NH, [&](index i) {
+    const index g = i / NH, h = i % NH;
+    gemm<T>(true, false, DH, DH, TB, draw.data() + g * H + h * DH, G4, ws.hprev + h * DH, H, T(1),
+            a.dw_hh + (g * H + h * DH) * DH, DH);
+  });
   if (a.db)
     for (index r = 0; r < TB; ++r)
       for (index k = 0; k < G4; ++k) a.db[k] += draw[r * G4 + k];
