@@ -171,6 +171,13 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
       for (index t = 0; t < TT; ++t) {
+        // This item's gate inputs of the next step are far in memory (the input projection of
+        // all steps is megabytes): ask for them now, to arrive during this step.
+        if (t + 1 < TT)
+          for (index b = b0; b < b1; ++b)
+            for (index g = 0; g < 4; ++g)
+              for (index j = 0; j < DH; j += 64 / index(sizeof(T)))
+                __builtin_prefetch(xg + ((t + 1) * B + b) * G4 + g * H + off + j, 0, 2);
         gemm_packed<T>(b1 - b0, 0, 4 * DH, a.h_n + b0 * H + off, H, panels[hd], T(0), hg.data(), 4 * DH);
         for (index b = b0; b < b1; ++b) {
           const index row = t * B + b, u = b * H + off;
