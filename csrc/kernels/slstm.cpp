@@ -114,6 +114,49 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index 
   }
 }
 
+// BPTT through one (row, head) step: DH units. gates: the step's activated gates (natural
+// order, gate q at + q*H); cprev, nprev, gap, sfn: the forward's per-unit records; dy (or
+// null) and the running state gradients dh, dc, dn, dm (updated in place to the previous
+// step's); g (4DH, gate-blocked) and gd (natural order) receive the pre-activation gradients.
+template <typename T>
+void backward_units(index DH, index H, const T* gates, const T* cprev, const T* nprev, const T* gap,
+                    const T* sfn, const T* dy, T* dh, T* dc, T* dn, T* dm, T* g, T* gd) {
+  using V = Vec<T>;
+  const V one = V::broadcast(T(1)), zero = V::zero();
+  const V tiny = V::broadcast(std::numeric_limits<T>::min());
+  for (index j = 0; j < DH; j += V::width) {
+    const int w = static_cast<int>(std::min<index>(V::width, DH - j));
+    auto ld = [w, j](const T* p) { return load_n(p + j, w); };
+    auto st = [w, j](V v, T* p) { store_n(v, p + j, w); };
+    const V ip = ld(gates), fp = ld(gates + H), z = ld(gates + 2 * H), o = ld(gates + 3 * H);
+    const V cp = ld(cprev), np = ld(nprev);
+    const V cn = fp * cp + ip * z, nn = fp * np + ip, inv_n = one / nn;
+    const V dht = dy ? ld(dh) + ld(dy) : ld(dh);
+    const V dog = dht * cn * inv_n * o * (one - o);
+    const V dct = ld(dc) + dht * o * inv_n;
+    const V dnt = ld(dn) - dht * o * cn * inv_n * inv_n;
+    const V dzg = dct * ip * (one - z * z);
+    const V dip = dct * z + dnt, dfp = dct * cp + dnt * np;
+    const V dmt = ld(dm) - dip * ip - dfp * fp;
+    // m = max(log f + m', i~): its gradient goes to i~ where that won (gap >= 0), else to log f.
+    const auto to_f = less(ld(gap), zero);
+    const V dig = dip * ip + select(to_f, zero, dmt);
+    const V da = dfp * fp + select(to_f, dmt, zero);
+    const V dfg = da * ld(sfn);
+    st(dct * fp, dc);
+    st(dnt * fp, dn);
+    st(select(less(abs(np), tiny), zero, da), dm);  // an empty memory's stabiliser was ignored
+    st(dig, g);
+    st(dfg, g + DH);
+    st(dzg, g + 2 * DH);
+    st(dog, g + 3 * DH);
+    st(dig, gd);
+    st(dfg, gd + H);
+    st(dzg, gd + 2 * H);
+    st(dog, gd + 3 * H);
+  }
+}
+
 }  // namespace
 
 index slstm_workspace_size(const SlstmDims& d) { return 9 * d.T * d.B * d.H; }
@@ -246,33 +289,9 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
             for (index q = 0; q < 4; ++q) std::fill(gd + q * H, gd + q * H + DH, T(0));
             continue;
           }
-          const T* gates = ws.gates + row * G4 + off;
-          const T* dy = a.dy ? a.dy + u0 : nullptr;
-          T *dh = a.dh0 + b * H + off, *dc = a.dc0 + b * H + off, *dn = a.dn0 + b * H + off,
-            *dm = a.dm0 + b * H + off;
-          for (index j = 0; j < DH; ++j) {
-            const T ip = gates[j], fp = gates[H + j], z = gates[2 * H + j], o = gates[3 * H + j];
-            const T cp = ws.cprev[u0 + j], np = ws.nprev[u0 + j];
-            const T cn = fp * cp + ip * z, nn = fp * np + ip, inv_n = T(1) / nn;
-            const T dht = dh[j] + (dy ? dy[j] : T(0));
-            const T dog = dht * cn * inv_n * o * (T(1) - o);
-            const T dct = dc[j] + dht * o * inv_n;
-            const T dnt = dn[j] - dht * o * cn * inv_n * inv_n;
-            const T dzg = dct * ip * (T(1) - z * z);
-            const T dip = dct * z + dnt, dfp = dct * cp + dnt * np;
-            const T dmt = dm[j] - dip * ip - dfp * fp;
-            T dig = dip * ip, da = dfp * fp;
-            if (ws.gap[u0 + j] >= T(0)) dig += dmt;
-            else da += dmt;
-            const T dfg = da * ws.sfn[u0 + j];
-            dc[j] = dct * fp;
-            dn[j] = dnt * fp;
-            dm[j] = std::abs(np) < std::numeric_limits<T>::min() ? T(0) : da;
-            g[j] = gd[j] = dig;
-            g[DH + j] = gd[H + j] = dfg;
-            g[2 * DH + j] = gd[2 * H + j] = dzg;
-            g[3 * DH + j] = gd[3 * H + j] = dog;
-          }
+          backward_units(DH, H, ws.gates + row * G4 + off, ws.cprev + u0, ws.nprev + u0, ws.gap + u0,
+                         ws.sfn + u0, a.dy ? a.dy + u0 : nullptr, a.dh0 + b * H + off, a.dc0 + b * H + off,
+                         a.dn0 + b * H + off, a.dm0 + b * H + off, g, gd);
         }
         gemm_packed<T>(b1 - b0, 0, DH, dg.data(), 4 * DH, panels[hd], T(0), dh_prev.data(), DH);
         for (index b = b0; b < b1; ++b)
