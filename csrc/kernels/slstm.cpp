@@ -1,12 +1,14 @@
 // sLSTM layer (scalar memory, exponential gating, memory mixing within heads): forward and
 // BPTT over a whole sequence. Maths: pyrnn/reference_xlstm.py.
 //
-// 1. The input projection of every step is one GEMM: xg (T*B, 4H) = x W_ih^T + bias.
-// 2. The recurrent matrix is block-diagonal over heads, so heads never exchange state: the
+// 1. The recurrent matrix is block-diagonal over heads, so heads never exchange state: the
 //    time loop runs in one OpenMP parallel region where each thread owns whole (head, batch
-//    block) items for all T steps -- no barrier at all. Per step an item multiplies its rows
-//    of h by its head's packed (DH, 4DH) recurrent panel and applies the gate math (Vec<T>)
-//    while the block is in cache.
+//    block) items for all T steps -- no barrier at all.
+// 2. Per step an item multiplies its rows of x by its head's packed input panel (the 4 gates'
+//    rows of W_ih) and adds its rows of h times the head's packed (DH, 4DH) recurrent panel,
+//    then applies the gate math (Vec<T>) while the block is in cache: an item's products are
+//    too small to gain from one big input GEMM over all steps, which would only add a pass
+//    over a (T*B, 4H) buffer.
 // 3. Training keeps a compact workspace (activated gates and the states entering each step);
 //    BPTT runs per item in reverse with the same ownership, then dx, dW_ih, dW_hh and the
 //    bias gradient are one GEMM (or sum) each over all T*B rows.
@@ -24,8 +26,8 @@
 namespace pyrnn::PYRNN_ISA {
 namespace {
 
-// Training workspace, every array (T, B, X): gates holds x W_ih^T + b first, then the
-// activated gates i', f', tanh(z~), sigmoid(o~) of each step; the rest is per unit.
+// Training workspace, every array (T, B, X): gates holds the activated gates i', f', tanh(z~),
+// sigmoid(o~) of each step (natural order); the rest is per unit.
 template <typename T>
 struct SlstmWorkspace {
   T *gates, *hprev, *cprev, *nprev, *sfn, *gap;  // sfn: d log f / d f~; gap: i~ - (log f + m')
@@ -70,10 +72,11 @@ inline bool valid_at(const std::int64_t* lengths, index b, index t) {
   return lengths == nullptr || t < lengths[b];
 }
 
-// Gate math of one (row, head): DH units. raw_r: recurrent products (4DH, gate-blocked);
-// raw_x: the row of xg (4H, natural order) at the head's offset.
+// Gate math of one (row, head): DH units. raw_r: input + recurrent products (4DH, gate-blocked);
+// bias: the head's gate biases (natural order, gate q at + q*H) or null; gates_out (training):
+// where the activated gates go, natural order at the head's offset.
 template <typename T>
-void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index off, T* h, T* c,
+void forward_units(const SlstmDims& d, index DH, const T* raw_r, const T* bias, T* gates_out, T* h, T* c,
                    T* n, T* m, T* y, T* sfn_out, T* gap_out, bool training) {
   using V = Vec<T>;
   const index H = d.H;
@@ -83,10 +86,8 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index 
     const int w = static_cast<int>(std::min<index>(V::width, DH - j));
     auto ld = [w](const T* p) { return load_n(p, w); };
     auto st = [w](V v, T* p) { store_n(v, p, w); };
-    const V ri = ld(raw_r + j) + ld(xrow + off + j);
-    const V rf = ld(raw_r + DH + j) + ld(xrow + H + off + j);
-    const V rz = ld(raw_r + 2 * DH + j) + ld(xrow + 2 * H + off + j);
-    const V ro = ld(raw_r + 3 * DH + j) + ld(xrow + 3 * H + off + j);
+    auto pre = [&](int q) { return bias ? ld(raw_r + q * DH + j) + ld(bias + q * H + j) : ld(raw_r + q * DH + j); };
+    const V ri = pre(0), rf = pre(1), rz = pre(2), ro = pre(3);
     const V np = ld(n + j), cp = ld(c + j), mp_in = ld(m + j);
     const V logf = d.forget_exp ? rf : logsigmoid_v(rf);
     const auto reset = less(abs(np), tiny);  // an empty memory: its stabiliser is ignored
@@ -104,10 +105,10 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, T* xrow, index 
     st(nn, n + j);
     st(mn, m + j);
     if (training) {
-      st(ip, xrow + off + j);
-      st(fp, xrow + H + off + j);
-      st(z, xrow + 2 * H + off + j);
-      st(o, xrow + 3 * H + off + j);
+      st(ip, gates_out + j);
+      st(fp, gates_out + H + j);
+      st(z, gates_out + 2 * H + j);
+      st(o, gates_out + 3 * H + j);
       st(d.forget_exp ? V::broadcast(T(1)) : sigmoid_v(-rf), sfn_out + j);
       st(ri - av, gap_out + j);
     }
@@ -171,37 +172,21 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   std::copy(a.m0, a.m0 + B * H, a.m_n);
   if (TT == 0 || B == 0) return;
   const bool training = a.workspace != nullptr;
-  UninitBuffer<T> xg_inference;
   SlstmWorkspace<T> ws{};
-  T* xg;
-  if (training) {
-    ws = carve(d, a.workspace);
-    xg = ws.gates;
-  } else {
-    xg_inference = UninitBuffer<T>(static_cast<size_t>(TB * G4));
-    xg = xg_inference.data();
-  }
-  if (d.headwise_input) {
-    // One product per (gate, head) block: head h's DH rows of the gate read its I/NH inputs.
-    const index DI = d.in_cols();
-    parallel_tasks(4 * NH, [&](index i) {
-      const index g = i / NH, h = i % NH;
-      gemm<T>(false, true, TB, DH, DI, a.x + h * DI, d.I, a.w_ih + (g * H + h * DH) * DI, DI, T(0),
-              xg + g * H + h * DH, G4);
-    });
-  } else {
-    gemm<T>(false, true, TB, G4, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, G4);
-  }
-  if (a.bias)
-    for (index r = 0; r < TB; ++r)
-      for (index k = 0; k < G4; ++k) xg[r * G4 + k] += a.bias[k];
+  if (training) ws = carve(d, a.workspace);
 
-  std::vector<PackedB<T>> panels(static_cast<size_t>(NH));
+  // Per head: its recurrent block and its 4DH rows of W_ih as panels, gate-blocked alike.
+  const index DI = d.in_cols(), x_head_offset = d.headwise_input ? DI : 0;
+  std::vector<PackedB<T>> panels(static_cast<size_t>(NH)), in_panels(static_cast<size_t>(NH));
   {
     std::vector<T> block(static_cast<size_t>(4 * DH * DH));
+    std::vector<const T*> rows(static_cast<size_t>(4 * DH));
     for (index h = 0; h < NH; ++h) {
       head_block(a.w_hh, H, DH, h, block.data());
       pack_b<T>(true, DH, 4 * DH, block.data(), DH, panels[h]);
+      for (index g = 0; g < 4; ++g)
+        for (index j = 0; j < DH; ++j) rows[g * DH + j] = a.w_ih + (g * H + h * DH + j) * DI;
+      pack_b_rows<T>(DI, 4 * DH, rows.data(), in_panels[h]);
     }
   }
   const Items items(NH, B);
@@ -214,14 +199,9 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
       for (index t = 0; t < TT; ++t) {
-        // This item's gate inputs of the next step are far in memory (the input projection of
-        // all steps is megabytes): ask for them now, to arrive during this step.
-        if (t + 1 < TT)
-          for (index b = b0; b < b1; ++b)
-            for (index g = 0; g < 4; ++g)
-              for (index j = 0; j < DH; j += 64 / index(sizeof(T)))
-                __builtin_prefetch(xg + ((t + 1) * B + b) * G4 + g * H + off + j, 0, 2);
-        gemm_packed<T>(b1 - b0, 0, 4 * DH, a.h_n + b0 * H + off, H, panels[hd], T(0), hg.data(), 4 * DH);
+        gemm_packed<T>(b1 - b0, 0, 4 * DH, a.x + (t * B + b0) * d.I + hd * x_head_offset, d.I, in_panels[hd],
+                       T(0), hg.data(), 4 * DH);
+        gemm_packed<T>(b1 - b0, 0, 4 * DH, a.h_n + b0 * H + off, H, panels[hd], T(1), hg.data(), 4 * DH);
         for (index b = b0; b < b1; ++b) {
           const index row = t * B + b, u = b * H + off;
           T* y = a.y + row * H + off;
@@ -234,7 +214,8 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
             std::fill(y, y + DH, T(0));
             continue;
           }
-          forward_units(d, DH, hg.data() + (b - b0) * 4 * DH, xg + row * G4, off, a.h_n + u,
+          forward_units(d, DH, hg.data() + (b - b0) * 4 * DH, a.bias ? a.bias + off : nullptr,
+                        training ? ws.gates + row * G4 + off : nullptr, a.h_n + u,
                         a.c_n + u, a.n_n + u, a.m_n + u, y,
                         training ? ws.sfn + row * H + off : nullptr,
                         training ? ws.gap + row * H + off : nullptr, training);
