@@ -249,7 +249,8 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
       pack_b<T>(false, 4 * DH, DH, block.data(), DH, panels[h]);
     }
   }
-  std::vector<T> draw(static_cast<size_t>(TB * G4));  // gate pre-activation gradients
+  // Gate pre-activation gradients (T*B, 4H): every (row, head) block is written below.
+  UninitBuffer<T> draw(static_cast<size_t>(TB * G4));
   const Items items(NH, B);
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
 #pragma omp parallel num_threads(nt)
@@ -318,7 +319,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   });
   if (a.db)
     for (index r = 0; r < TB; ++r)
-      for (index k = 0; k < G4; ++k) a.db[k] += draw[r * G4 + k];
+      for (index k = 0; k < G4; ++k) a.db[k] += draw.data()[r * G4 + k];
 }
 
 template void slstm_forward<float>(const SlstmDims&, const SlstmForwardArgs<float>&);
