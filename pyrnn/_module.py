@@ -137,6 +137,9 @@ class ParameterModule:
         works and repacks; ``train()`` makes the arrays writable again)."""
         return self.train(False)
 
+    def _drop_caches(self) -> None:  # overridden by subclasses that keep caches
+        pass
+
     # -- packed weights (layers and cells whose kernels multiply with packed panels) ------------
 
     _packs_weights = False
