@@ -1,5 +1,5 @@
-"""Command line: ``python -m pyrnn info`` prints the configuration and runs a self-check;
-``python -m pyrnn demo`` trains a model on a built-in task (see ``pyrnn.demo``)."""
+"""Command line: ``pyrnn info`` prints the configuration and runs a self-check;
+``pyrnn demo`` trains a model on a built-in task (see ``pyrnn.demo``)."""
 from __future__ import annotations
 
 import argparse
@@ -49,7 +49,7 @@ def info() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyrnn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pyrnn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="version, ISA, threads, and a native-vs-reference self-check")
     from .demo.run import add_arguments as add_demo_arguments

@@ -1,4 +1,4 @@
-"""`python -m pyrnn demo`: every task runs end to end (small sizes here), prints its result,
+"""`pyrnn demo`: every task runs end to end (small sizes here), prints its result,
 and writes a loadable model and a loss curve."""
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Built-in demos (``python -m pyrnn demo``): generated tasks trained end to end on pyrnn's
+"""Built-in demos (``pyrnn demo``): generated tasks trained end to end on pyrnn's
 kernels. ``reverse`` (default): an encoder-decoder with attention learns to reverse digit
 strings; ``adding``: a Seq2Vec LSTM on the adding problem; ``sine``: synchronous Seq2Seq
 next-value forecasting."""

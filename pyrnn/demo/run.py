@@ -1,4 +1,4 @@
-"""``python -m pyrnn demo [--task reverse|adding|sine] [--epochs N] [--seed S] [--threads T] [--out DIR]``."""
+"""``pyrnn demo [--task reverse|adding|sine] [--epochs N] [--seed S] [--threads T] [--out DIR]``."""
 from __future__ import annotations
 
 import argparse
@@ -171,7 +171,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyrnn demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pyrnn demo", description=__doc__)
     add_arguments(parser)
     run_demo(parser.parse_args(argv))
     return 0
