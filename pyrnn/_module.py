@@ -20,6 +20,36 @@ def torch_to_numpy(value: Any) -> Any:
     return value
 
 
+def checked_state(params: Mapping[str, np.ndarray], state: Any, owner: str) -> dict[str, np.ndarray]:
+    """The arrays of ``state`` for a ``load_state_dict`` into ``params``: every name and shape
+    checked before anything is written, problems reported together, by name."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
+    missing = [k for k in params if k not in state]
+    unexpected = [k for k in state if k not in params]
+    values, wrong_shape = {}, []
+    for name, param in params.items():
+        if name not in state:
+            continue
+        arr = np.asarray(torch_to_numpy(state[name]))
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {arr.dtype}")
+        if arr.shape != param.shape:
+            wrong_shape.append(f"{name}: expected {_checks.shape_str(param.shape)}, "
+                               f"got {_checks.shape_str(arr.shape)}")
+        values[name] = arr
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if unexpected:
+            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
+        if wrong_shape:
+            problems.append("wrong shapes: " + "; ".join(wrong_shape))
+        raise ValueError(f"load_state_dict for {owner}: " + " | ".join(problems))
+    return values
+
+
 @dataclass
 class Tape:
     """What one training-mode forward of a layer leaves for its ``backward``."""
@@ -82,30 +112,7 @@ class ParameterModule:
         Accepts any array-likes, torch tensors included. Every name and shape is checked
         before anything is written; problems are reported together, by name.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
-        missing = [k for k in self._params if k not in state]
-        unexpected = [k for k in state if k not in self._params]
-        values, wrong_shape = {}, []
-        for name, param in self._params.items():
-            if name not in state:
-                continue
-            arr = np.asarray(torch_to_numpy(state[name]))
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {arr.dtype}")
-            if arr.shape != param.shape:
-                wrong_shape.append(f"{name}: expected {_checks.shape_str(param.shape)}, "
-                                   f"got {_checks.shape_str(arr.shape)}")
-            values[name] = arr
-        if missing or unexpected or wrong_shape:
-            problems = []
-            if missing:
-                problems.append("missing keys: " + ", ".join(missing))
-            if unexpected:
-                problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-            if wrong_shape:
-                problems.append("wrong shapes: " + "; ".join(wrong_shape))
-            raise ValueError(f"load_state_dict for {type(self).__name__}: " + " | ".join(problems))
+        values = checked_state(self._params, state, type(self).__name__)
         for name, arr in values.items():
             param = self._params[name]
             frozen = not param.flags.writeable

@@ -280,16 +280,8 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   // Weight, bias and input gradients: one product over all T*B rows each.
   const T* hprev = c.ws.hprev;
   gemm<T>(false, false, TB, I, GH, c.dG, GH, a.w_ih, I, T(0), a.dx, I);
-  // Padding steps never enter the sum: 0 * NaN from padded input would otherwise leak.
   std::vector<T> x_valid;
-  const T* x = a.x;
-  if (a.lengths) {
-    x_valid.assign(a.x, a.x + TB * I);
-    for (index row = 0; row < TB; ++row)
-      if (!step_valid(a.lengths, row % B, row / B))
-        std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
-    x = x_valid.data();
-  }
+  const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
   gemm<T>(true, false, GH, I, TB, c.dG, GH, x, I, T(1), a.dw_ih, I);
   if (gru || gru_rb) {
     gemm<T>(true, false, 2 * H, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);

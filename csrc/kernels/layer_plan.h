@@ -140,4 +140,18 @@ inline bool step_valid(const std::int64_t* lengths, index b, index t) {
   return lengths == nullptr || t < lengths[b];
 }
 
+// x (T*B rows of I) as the weight-gradient products must see it: without lengths x itself,
+// else a copy in `storage` with the rows of padding steps zeroed (0 * NaN from padded input
+// would otherwise leak into the sums).
+template <typename T>
+const T* valid_input_rows(const T* x, index rows, index B, index I, const std::int64_t* lengths,
+                          std::vector<T>& storage) {
+  if (lengths == nullptr) return x;
+  storage.assign(x, x + rows * I);
+  for (index row = 0; row < rows; ++row)
+    if (!step_valid(lengths, row % B, row / B))
+      std::fill(storage.begin() + row * I, storage.begin() + (row + 1) * I, T(0));
+  return storage.data();
+}
+
 }  // namespace pyrnn::PYRNN_ISA

@@ -357,14 +357,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
 
   gemm<T>(false, false, TB, I, R, dxg.data(), R, a.w_ih, I, T(0), a.dx, I);
   std::vector<T> x_valid;
-  const T* x = a.x;
-  if (a.lengths) {  // padding steps never enter the sums (0 * NaN would leak)
-    x_valid.assign(a.x, a.x + TB * I);
-    for (index row = 0; row < TB; ++row)
-      if (row / B >= a.lengths[row % B])
-        std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
-    x = x_valid.data();
-  }
+  const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
   gemm<T>(true, false, R, I, TB, dxg.data(), R, x, I, T(1), a.dw_ih, I);
   if (a.db)
     for (index r = 0; r < TB; ++r)

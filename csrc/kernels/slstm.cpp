@@ -68,10 +68,6 @@ void head_block(const T* w_hh, index H, index DH, index h, T* out) {
                 out + (g * DH + j) * DH);
 }
 
-inline bool valid_at(const std::int64_t* lengths, index b, index t) {
-  return lengths == nullptr || t < lengths[b];
-}
-
 // Gate math of one (row, head): DH units. raw_r: input + recurrent products (4DH, gate-blocked);
 // bias: the head's gate biases (natural order, gate q at + q*H) or null; gates_out (training):
 // where the activated gates go, natural order at the head's offset.
@@ -210,7 +206,7 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
             std::copy(a.c_n + u, a.c_n + u + DH, ws.cprev + row * H + off);
             std::copy(a.n_n + u, a.n_n + u + DH, ws.nprev + row * H + off);
           }
-          if (!valid_at(a.lengths, b, t)) {
+          if (!step_valid(a.lengths, b, t)) {
             std::fill(y, y + DH, T(0));
             continue;
           }
@@ -266,7 +262,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
           const index row = t * B + b, u0 = row * H + off;
           T* g = dg.data() + (b - b0) * 4 * DH;
           T* gd = draw.data() + row * G4 + off;
-          if (!valid_at(a.lengths, b, t)) {
+          if (!step_valid(a.lengths, b, t)) {
             std::fill(g, g + 4 * DH, T(0));
             for (index q = 0; q < 4; ++q) std::fill(gd + q * H, gd + q * H + DH, T(0));
             continue;
@@ -277,7 +273,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
         }
         gemm_packed<T>(b1 - b0, 0, DH, dg.data(), 4 * DH, panels[hd], T(0), dh_prev.data(), DH);
         for (index b = b0; b < b1; ++b)
-          if (valid_at(a.lengths, b, t))
+          if (step_valid(a.lengths, b, t))
             std::copy(dh_prev.data() + (b - b0) * DH, dh_prev.data() + (b - b0 + 1) * DH, a.dh0 + b * H + off);
       }
     }
@@ -295,14 +291,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
     gemm<T>(false, false, TB, I, G4, draw.data(), G4, a.w_ih, I, T(0), a.dx, I);
   }
   std::vector<T> x_valid;
-  const T* x = a.x;
-  if (a.lengths) {  // padding steps never enter the sums (0 * NaN would leak)
-    x_valid.assign(a.x, a.x + TB * I);
-    for (index row = 0; row < TB; ++row)
-      if (!valid_at(a.lengths, row % B, row / B))
-        std::fill(x_valid.begin() + row * I, x_valid.begin() + (row + 1) * I, T(0));
-    x = x_valid.data();
-  }
+  const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
   if (d.headwise_input) {
     parallel_tasks(4 * NH, [&](index i) {
       const index g = i / NH, h = i % NH;

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
-from .._module import torch_to_numpy
+from .._module import checked_state
 
 
 def _is_module(value: Any) -> bool:
@@ -97,30 +97,7 @@ class Module:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters in place. Every name and shape is checked before
         anything is written; problems are reported together, by name."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
-        params = self.parameters()
-        missing = [k for k in params if k not in state]
-        unexpected = [k for k in state if k not in params]
-        wrong, values = [], {}
-        for name, p in params.items():
-            if name not in state:
-                continue
-            arr = np.asarray(torch_to_numpy(state[name]))
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {arr.dtype}")
-            if arr.shape != p.shape:
-                wrong.append(f"{name}: expected {_checks.shape_str(p.shape)}, got {_checks.shape_str(arr.shape)}")
-            values[name] = arr
-        if missing or unexpected or wrong:
-            problems = []
-            if missing:
-                problems.append("missing keys: " + ", ".join(missing))
-            if unexpected:
-                problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-            if wrong:
-                problems.append("wrong shapes: " + "; ".join(wrong))
-            raise ValueError(f"load_state_dict for {type(self).__name__}: " + " | ".join(problems))
+        values = checked_state(self.parameters(), state, type(self).__name__)
         # Each child loads its own part: layers that keep packed weights repack on load.
         for name, p in self._params.items():
             np.copyto(p, values[name], casting="unsafe")
