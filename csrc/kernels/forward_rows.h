@@ -1,7 +1,7 @@
 // The state of one forward step and its element-wise cell math, fused per SIMD register:
 // for a row b and a block of units [u0, u0+n), the gate pre-activations (recurrent product
-// z plus input projection x) go through their activations, the state update and the
-// stores without leaving registers. Included by layer_forward.cpp only.
+// z plus input projection x plus folded bias) go through their activations, the state update
+// and the stores without leaving registers. Included by layer_forward.cpp only.
 #pragma once
 
 #include <algorithm>
@@ -24,7 +24,7 @@ struct Step {
   T* c_out;                // (B, H) LSTM (may equal c_in)
   T* xg;                   // (B, G*H) input projection of this step; activated gates in training
   T* y;                    // (B, P) output rows of this step
-  const T* xg_next;        // the next step's xg, prefetched during this one (null: last step)
+  bool xg_blocked = false; // xg's columns gate-blocked as the panels (a streaming step's product)
 };
 
 template <typename T>
@@ -36,6 +36,7 @@ struct ForwardContext {
   UnitBlocks out_blocks;   // output columns of the projection (LSTM with proj_size)
   Workspace<T> ws;         // null members in inference
   const PackedLayerWeights<T>* packed;  // the recurrent (and projection) panels
+  const T* bias;           // (G*H) folded bias, PyTorch gate order (zeros without biases)
   T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
@@ -53,20 +54,34 @@ struct Lanes {
   }
 };
 
-// z (G*n): gate-blocked recurrent products of the block; x: row of xg at unit u0, so gate g
-// is at x + g*H. In training x is overwritten with the activated gates (BPTT reads them).
+// Row b's input projection at unit u0: gate g's units at p + g*stride. In training they are
+// overwritten with the activated gates (BPTT reads them).
+template <typename T>
+struct XRow {
+  T* p;
+  index stride;
+};
+template <typename T>
+XRow<T> x_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n) {
+  if (s.xg_blocked) return {s.xg + b * c.GH + c.G * u0, n};
+  return {s.xg + b * c.GH + u0, c.d.H};
+}
+
+// z (G*n): gate-blocked recurrent products of the block. A gate's pre-activation is
+// z + (x + bias), the same sum in the same order on every path (steps equal the forward).
 
 template <typename T>
 void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  T* x = s.xg + b * c.GH + u0;
+  T* x = x_row(c, s, b, u0, n).p;
+  const T* bias = c.bias + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
   const bool relu = c.d.cell == Cell::RnnRelu;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V pre = l.load(z + k) + l.load(x + k);
+    const V pre = l.load(z + k) + (l.load(x + k) + l.load(bias + k));
     const V hv = relu ? max(V::zero(), pre) : tanh_v(pre);  // max passes NaN through
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
@@ -78,7 +93,8 @@ template <typename T>
 void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H, P = c.d.P;
-  T* x = s.xg + b * c.GH + u0;
+  const auto [x, xs] = x_row(c, s, b, u0, n);
+  const T* bias = c.bias + u0;
   const T* c_prev = s.c_in + b * H + u0;
   T* c_next = s.c_out + b * H + u0;
   T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
@@ -86,10 +102,11 @@ void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V i = sigmoid_v(l.load(z + k) + l.load(x + k));
-    const V f = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
-    const V g = tanh_v(l.load(z + 2 * n + k) + l.load(x + 2 * H + k));
-    const V o = sigmoid_v(l.load(z + 3 * n + k) + l.load(x + 3 * H + k));
+    auto pre = [&](index g) { return l.load(z + g * n + k) + (l.load(x + g * xs + k) + l.load(bias + g * H + k)); };
+    const V i = sigmoid_v(pre(0));
+    const V f = sigmoid_v(pre(1));
+    const V g = tanh_v(pre(2));
+    const V o = sigmoid_v(pre(3));
     const V cv = fma(f, l.load(c_prev + k), i * g);
     const V tc = tanh_v(cv);
     const V hv = o * tc;
@@ -98,9 +115,9 @@ void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
     if (y) l.store(hv, y + k);
     if (tanhc) {
       l.store(i, x + k);
-      l.store(f, x + H + k);
-      l.store(g, x + 2 * H + k);
-      l.store(o, x + 3 * H + k);
+      l.store(f, x + xs + k);
+      l.store(g, x + 2 * xs + k);
+      l.store(o, x + 3 * xs + k);
       l.store(tc, tanhc + k);
     }
   }
@@ -112,7 +129,8 @@ template <typename T>
 void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  T* x = s.xg + b * c.GH + u0;
+  const auto [x, xs] = x_row(c, s, b, u0, n);
+  const T* bias = c.bias + u0;
   const T* b_hn = c.a.b_hh ? c.a.b_hh + 2 * H + u0 : nullptr;
   T* hn_store = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : nullptr;
   const T* h_prev = s.h_in + b * H + u0;
@@ -120,18 +138,19 @@ void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, in
   T* y = s.y + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V r = sigmoid_v(l.load(z + k) + l.load(x + k));
-    const V u = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
+    auto xb = [&](index g) { return l.load(x + g * xs + k) + l.load(bias + g * H + k); };
+    const V r = sigmoid_v(l.load(z + k) + xb(0));
+    const V u = sigmoid_v(l.load(z + n + k) + xb(1));
     const V hn = b_hn ? l.load(z + 2 * n + k) + l.load(b_hn + k) : l.load(z + 2 * n + k);
-    const V nv = tanh_v(fma(r, hn, l.load(x + 2 * H + k)));
+    const V nv = tanh_v(fma(r, hn, xb(2)));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
     if (hn_store) {
       l.store(hn, hn_store + k);
       l.store(r, x + k);
-      l.store(u, x + H + k);
-      l.store(nv, x + 2 * H + k);
+      l.store(u, x + xs + k);
+      l.store(nv, x + 2 * xs + k);
     }
   }
 }
@@ -142,40 +161,43 @@ template <typename T>
 void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  const T* x = s.xg + b * c.GH + u0;
+  const auto [x, xs] = x_row(c, s, b, u0, n);
+  const T* bias = c.bias + u0;
   const T* h_prev = s.h_in + b * H + u0;
   T* rh = c.scratch + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V r = sigmoid_v(l.load(z + k) + l.load(x + k));
-    const V u = sigmoid_v(l.load(z + n + k) + l.load(x + H + k));
+    const V r = sigmoid_v(l.load(z + k) + (l.load(x + k) + l.load(bias + k)));
+    const V u = sigmoid_v(l.load(z + n + k) + (l.load(x + xs + k) + l.load(bias + H + k)));
     l.store(r, z + k);
     l.store(u, z + n + k);
     l.store(r * l.load(h_prev + k), rh + k);
   }
 }
 
-// Second phase: hn = (r*h) W_hn^T of the block (b_hn is folded into x), z_rz: phase one's r, z.
+// Second phase: hn = (r*h) W_hn^T of the block (b_hn is in the folded bias), z_rz: phase
+// one's r, z.
 template <typename T>
 void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
                       const T* z_rz, const T* hn) {
   using V = Vec<T>;
   const index H = c.d.H;
-  T* x = s.xg + b * c.GH + u0;
+  const auto [x, xs] = x_row(c, s, b, u0, n);
+  const T* bias = c.bias + 2 * H + u0;
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
     const V u = l.load(z_rz + n + k);
-    const V nv = tanh_v(l.load(hn + k) + l.load(x + 2 * H + k));
+    const V nv = tanh_v(l.load(hn + k) + (l.load(x + 2 * xs + k) + l.load(bias + k)));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
     if (c.ws.gates) {
       l.store(l.load(z_rz + k), x + k);
-      l.store(u, x + H + k);
-      l.store(nv, x + 2 * H + k);
+      l.store(u, x + xs + k);
+      l.store(nv, x + 2 * xs + k);
     }
   }
 }

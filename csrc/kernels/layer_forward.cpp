@@ -1,6 +1,7 @@
 // Forward pass of one layer in one direction over a whole sequence.
 //
-// 1. The input projection of every step is one GEMM: xg (T*B, G*H) = x W_ih^T + folded bias.
+// 1. The input projection of every step is one GEMM: xg (T*B, G*H) = x W_ih^T (the folded
+//    bias is added in the cell math, saving a pass over xg).
 // 2. One OpenMP parallel region runs the time loop. Each thread owns fixed blocks of hidden
 //    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
 //    its units at once), then immediately applies bias, activations and the state update
@@ -58,19 +59,13 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   const index u_begin = blk.begin(mine.begin), u_end = blk.begin(mine.end);
   const index Gr = d.cell == Cell::GruResetBefore ? 2 : G;  // gates in the first product
 
-  // The input projection was computed for all steps up front and has long left the cache:
-  // ask for the next step's rows of this thread's units now, to arrive during this step.
-  if (s.xg_next != nullptr && u_end > u_begin) {
-    constexpr index kLine = 64 / sizeof(T);
-    for (index b = 0; b < B; ++b)
-      for (index g = 0; g < G; ++g)
-        for (index u = u_begin; u < u_end; u += kLine) __builtin_prefetch(s.xg_next + b * c.GH + g * H + u, 0, 2);
-  }
   recurrent_product(c, s.h_in, Gr, mine);
 
-  for (index j = mine.begin; j < mine.end; ++j) {
-    const index u0 = blk.begin(j), n = blk.end(j) - u0;
-    for (index b = 0; b < B; ++b) {
+  // Row by row: each gate's input projection is then read as one contiguous run per row,
+  // which the hardware prefetcher follows (block by block would stride over rows).
+  for (index b = 0; b < B; ++b) {
+    for (index j = mine.begin; j < mine.end; ++j) {
+      const index u0 = blk.begin(j), n = blk.end(j) - u0;
       T* z = c.hg + b * Gr * H + Gr * u0;
       if (!step_valid(len, b, s.t)) {
         if (d.cell == Cell::Lstm) {
@@ -99,9 +94,9 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
     c.barrier->wait();
     T* hn = c.hraw;  // (B, H) reused as the n-gate buffer
     reset_product(c, u_begin, u_end, hn);
-    for (index j = mine.begin; j < mine.end; ++j) {
-      const index u0 = blk.begin(j), n = blk.end(j) - u0;
-      for (index b = 0; b < B; ++b) {
+    for (index b = 0; b < B; ++b) {
+      for (index j = mine.begin; j < mine.end; ++j) {
+        const index u0 = blk.begin(j), n = blk.end(j) - u0;
         if (!step_valid(len, b, s.t)) {
           carry_row(s, b, H, u0, u0 + n);
           continue;
@@ -132,15 +127,11 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   }
 }
 
+// (G*H) the bias added to the input projection (see packed_layer.h), zeros without biases.
 template <typename T>
-void add_folded_bias(const LayerDims& d, const LayerForwardArgs<T>& a, T* xg, index rows, index GH) {
-  if (!d.has_bias) return;
-  std::vector<T> bias(static_cast<size_t>(GH));
-  for (index k = 0; k < GH; ++k) bias[k] = folded_bias(d, a, k);
-  for (index r = 0; r < rows; ++r) {
-    T* row = xg + r * GH;
-    for (index k = 0; k < GH; ++k) row[k] += bias[k];
-  }
+void fold_bias(const LayerDims& d, const LayerForwardArgs<T>& a, AlignedVector<T>& out) {
+  out.resize(static_cast<size_t>(gate_count(d.cell) * d.H));
+  for (index k = 0; k < static_cast<index>(out.size()); ++k) out[k] = folded_bias(d, a, k);
 }
 
 // The panels a forward call multiplies with; with `for_steps` also the input weights and the
@@ -159,8 +150,7 @@ void pack_weights(const LayerDims& d, const LayerForwardArgs<T>& a, bool for_ste
   if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, out.w_proj);
   if (for_steps) {
     pack_gate_blocked(a.w_ih, G, blocks, d.I, out.w_in);
-    out.bias.resize(static_cast<size_t>(G * H));
-    for (index k = 0; k < G * H; ++k) out.bias[k] = folded_bias(d, a, k);
+    fold_bias(d, a, out.bias);
     if (d.has_bias) out.b_hh.assign(a.b_hh, a.b_hh + G * H);
   }
 }
@@ -202,15 +192,18 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   T* ping = c.scratch + B * H;
 
   gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
-  add_folded_bias(d, a, xg, TB, GH);
 
   // Cached panels from pack_layer when the caller has them, else packed for this call.
   PackedLayerWeights<T> own;
+  AlignedVector<T> bias;
   if (a.packed) {
     c.packed = static_cast<const PackedLayerWeights<T>*>(a.packed);
+    c.bias = c.packed->bias.data();
   } else {
     pack_weights(d, a, false, own);
     c.packed = &own;
+    fold_bias(d, a, bias);
+    c.bias = bias.data();
   }
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
@@ -247,8 +240,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    lstm ? c_slot_in(t) : nullptr,
                    lstm ? c_slot_out(s, t) : nullptr,
                    xg + t * B * GH,
-                   a.y + t * B * P,
-                   s + 1 < TT ? xg + (d.reverse ? t - 1 : t + 1) * B * GH : nullptr};
+                   a.y + t * B * P};
       run_step(c, step, mine, mine_out);
       c.barrier->wait();
     }
@@ -285,29 +277,19 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   c.packed = &packed;
   // Scratch kept per calling thread: a streaming loop allocates nothing per step.
   thread_local AlignedVector<T> buffers;
-  buffers.resize(static_cast<size_t>(3 * B * GH + 2 * B * H));
-  T* xg = buffers.data();           // (B, G*H) input projection, PyTorch gate order
-  T* xin = xg + B * GH;             // (B, G*H) the same, gate-blocked as the panels
+  buffers.resize(static_cast<size_t>(2 * B * GH + 2 * B * H));
+  T* xin = buffers.data();          // (B, G*H) input projection, gate-blocked as the panels
   c.hg = xin + B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
+  c.bias = packed.bias.data();
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, c.blocks.count);
   run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
     gemm_packed<T>(B, G * u_begin, G * u_end, a.x, I, packed.w_in, T(0), xin, GH);
-    for (index j = mine.begin; j < mine.end; ++j) {
-      const index u0 = c.blocks.begin(j), n = c.blocks.end(j) - u0;
-      for (index b = 0; b < B; ++b)
-        for (index g = 0; g < G; ++g) {
-          const T* from = xin + b * GH + G * u0 + g * n;
-          T* to = xg + b * GH + g * H + u0;
-          const T* bias = packed.bias.data() + g * H + u0;
-          for (index k = 0; k < n; ++k) to[k] = from[k] + bias[k];
-        }
-    }
-    Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xg, a.y, nullptr};
+    Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xin, a.y, true};
     run_step(c, step, mine, mine_out);
   });
 }
