@@ -230,7 +230,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   if (lstm) std::copy(a.c0, a.c0 + B * H, c.ws.cprev ? c.ws.cprev + t_first * B * H : a.c_n);
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const int nt = loop_threads(flops_per_step, c.blocks.count);
+  const int nt = loop_threads(flops_per_step, B, c.blocks.count);
   run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
@@ -285,7 +285,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   c.bias = packed.bias.data();
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const int nt = loop_threads(flops, c.blocks.count);
+  const int nt = loop_threads(flops, B, c.blocks.count);
   run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
     const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
     gemm_packed<T>(B, G * u_begin, G * u_end, a.x, I, packed.w_in, T(0), xin, GH);
