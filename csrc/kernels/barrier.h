@@ -51,23 +51,26 @@ class StepBarrier {
   alignas(64) std::atomic<unsigned> generation_{0};
 };
 
-// Runs body(mine, mine_out) on every thread of one OpenMP team of (up to) `threads`: `mine`
-// and `mine_out` are the thread's shares of `blocks` and `out_blocks`. `barrier` points at the
-// team's step barrier meanwhile (sized to the team OpenMP actually gives). Denormals are
-// flushed on every thread of the team.
+// Runs body(share) on every thread of one OpenMP team of (up to) `threads`. `barrier` points
+// at the team's step barrier meanwhile (sized to the team OpenMP actually gives; a no-op when
+// split by rows). Denormals are flushed on every thread of the team.
 template <typename Body>
-void run_team(int threads, index blocks, index out_blocks, StepBarrier*& barrier, Body body) {
+void run_team(int threads, Split split, index rows, index blocks, index out_blocks,
+              StepBarrier*& barrier, Body body) {
   std::optional<StepBarrier> team_barrier;
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp single
     {
-      team_barrier.emplace(omp_get_num_threads());
+      team_barrier.emplace(split == Split::Rows ? 1 : omp_get_num_threads());
       barrier = &*team_barrier;
     }
     FlushDenormals ftz;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-    body(thread_share(blocks, tid, nthreads), thread_share(out_blocks, tid, nthreads));
+    if (split == Split::Rows)
+      body(Share{thread_share(rows, tid, nthreads), {0, blocks}, {0, out_blocks}});
+    else
+      body(Share{{0, rows}, thread_share(blocks, tid, nthreads), thread_share(out_blocks, tid, nthreads)});
   }
   barrier = nullptr;
 }

@@ -5,6 +5,7 @@
 // pre-activation gradients dG (element-wise, from the activated gates the forward kept),
 // then, after a barrier, (b) computes its columns of the previous state's gradient,
 // dh_prev = dG W_hh (+ the direct paths), and the padding rows pass dh through unchanged.
+// Small layers split the steps by batch rows instead, without barriers (as the forward).
 // After the loop, dW_ih, dW_hh, dx and the bias gradients are one GEMM (or sum) each over
 // all T*B rows.
 
@@ -142,24 +143,26 @@ void gru_rb_reset_row(const BackwardContext<T>& c, const BackStep<T>& s, index b
 }
 
 template <typename T>
-void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range mine_out, T* dc) {
+void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* dc) {
   const LayerDims& d = c.d;
-  const index B = d.B, H = d.H, P = d.P, G = c.G;
+  const index B = d.B, H = d.H, P = d.P, G = c.G, GH = c.GH;
   const std::int64_t* len = c.a.lengths;
-  const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
-  const index p_begin = c.out_blocks.begin(mine_out.begin), p_end = c.out_blocks.begin(mine_out.end);
+  const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
+  const index p_begin = c.out_blocks.begin(sh.out_blocks.begin), p_end = c.out_blocks.begin(sh.out_blocks.end);
+  const index r0 = sh.rows.begin, r1 = sh.rows.end, nr = r1 - r0;  // the thread's batch rows
 
   if (d.has_proj) {
     // Gradient of this step's projected output, then of o*tanh(c) for own units.
     T* dh_step = c.dh_proj + s.t * B * P;
-    for (index b = 0; b < B; ++b)
+    for (index b = r0; b < r1; ++b)
       for (index p = p_begin; p < p_end; ++p)
         dh_step[b * P + p] = step_valid(len, b, s.t) ? output_grad(s, b, P, p) : T(0);
-        c.barrier->wait();
-    if (u_end > u_begin) gemm_packed<T>(B, u_begin, u_end, dh_step, P, c.w_proj, T(0), c.dhraw, H);
+    c.barrier->wait();
+    if (u_end > u_begin)
+      gemm_packed<T>(nr, u_begin, u_end, dh_step + r0 * P, P, c.w_proj, T(0), c.dhraw + r0 * H, H);
   }
 
-  for (index b = 0; b < B; ++b) {
+  for (index b = r0; b < r1; ++b) {
     if (!step_valid(len, b, s.t)) {
       for (index g = 0; g < G; ++g)
         std::fill(s.dG + b * c.GH + g * H + u_begin, s.dG + b * c.GH + g * H + u_end, T(0));
@@ -183,8 +186,8 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range min
     // d(r*h) = dn W_hn needs every unit's dn.
     c.barrier->wait();
     if (u_end > u_begin)
-      gemm_packed<T>(B, u_begin, u_end, s.dG + 2 * H, c.GH, c.w_n, T(0), c.dhraw, H);
-    for (index b = 0; b < B; ++b)
+      gemm_packed<T>(nr, u_begin, u_end, s.dG + r0 * GH + 2 * H, GH, c.w_n, T(0), c.dhraw + r0 * H, H);
+    for (index b = r0; b < r1; ++b)
       if (step_valid(len, b, s.t)) gru_rb_reset_row(c, s, b, u_begin, u_end);
   }
 
@@ -193,14 +196,14 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, Range mine, Range min
   if (p_end > p_begin) {
     switch (d.cell) {
       case Cell::Gru:
-        gemm_packed<T>(B, p_begin, p_end, c.dgh, c.GH, c.w_rec, T(0), s.dh_out, P);
+        gemm_packed<T>(nr, p_begin, p_end, c.dgh + r0 * GH, GH, c.w_rec, T(0), s.dh_out + r0 * P, P);
         break;
       default:
-        gemm_packed<T>(B, p_begin, p_end, s.dG, c.GH, c.w_rec, T(0), s.dh_out, P);
+        gemm_packed<T>(nr, p_begin, p_end, s.dG + r0 * GH, GH, c.w_rec, T(0), s.dh_out + r0 * P, P);
     }
   }
   const bool gru = d.cell == Cell::Gru || d.cell == Cell::GruResetBefore;
-  for (index b = 0; b < B; ++b) {
+  for (index b = r0; b < r1; ++b) {
     T* out = s.dh_out + b * P;
     if (!step_valid(len, b, s.t)) {
       std::copy(s.dh_in + b * P + p_begin, s.dh_in + b * P + p_end, out + p_begin);
@@ -263,8 +266,8 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);  // dc0 doubles as the running dc
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const int nt = loop_threads(flops_per_step, B, std::min(c.blocks.count, c.out_blocks.count));
-  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
+  const LoopPlan plan = plan_loop(flops_per_step, recurrent_weight_bytes<T>(d), B, std::min(c.blocks.count, c.out_blocks.count));
+  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? s : TT - 1 - s;
       BackStep<T> step{t,
@@ -272,7 +275,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
                        s == TT - 1 ? a.dh0 : dh_ping + ((s + 1) % 2) * B * P,
                        a.dy ? a.dy + t * B * P : nullptr,
                        c.dG + t * B * GH};
-      run_step(c, step, mine, mine_out, a.dc0);
+      run_step(c, step, sh, a.dc0);
       c.barrier->wait();
     }
   });

@@ -6,6 +6,7 @@
 //    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
 //    its units at once), then immediately applies bias, activations and the state update
 //    while that block is in cache. A barrier ends each step (state is double-buffered).
+//    Small layers split by batch rows instead and need no barrier (layer_plan.h: plan_loop).
 // 3. Training keeps a compact workspace (layer_plan.h) for BPTT; inference keeps nothing.
 
 #include <algorithm>
@@ -29,41 +30,50 @@ void carry_row(const Step<T>& s, index b, index width, index c0, index c1) {
 
 // ---- the products of a step, on packed panels ----
 
+// The products below cover the calling thread's rows [r.begin, r.end) of the batch.
+
 // hg (B, Gr*H), gate-blocked columns of the calling thread's units: h W_hh^T.
 template <typename T>
-void recurrent_product(const ForwardContext<T>& c, const T* h_in, index Gr, Range mine) {
-  const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
-  gemm_packed<T>(c.d.B, Gr * u_begin, Gr * u_end, h_in, c.d.P, c.packed->w_rec, T(0), c.hg, Gr * c.d.H);
+void recurrent_product(const ForwardContext<T>& c, const T* h_in, index Gr, const Share& sh) {
+  const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
+  const index r0 = sh.rows.begin, ld = Gr * c.d.H;
+  gemm_packed<T>(sh.rows.end - r0, Gr * u_begin, Gr * u_end, h_in + r0 * c.d.P, c.d.P,
+                 c.packed->w_rec, T(0), c.hg + r0 * ld, ld);
 }
 
 // GRU reset-before: hn (B, H) columns [u_begin, u_end) = (r*h) W_hn^T.
 template <typename T>
-void reset_product(const ForwardContext<T>& c, index u_begin, index u_end, T* hn) {
-  gemm_packed<T>(c.d.B, u_begin, u_end, c.scratch, c.d.H, c.packed->w_rec_n, T(0), hn, c.d.H);
+void reset_product(const ForwardContext<T>& c, Range r, index u_begin, index u_end, T* hn) {
+  const index H = c.d.H;
+  gemm_packed<T>(r.end - r.begin, u_begin, u_end, c.scratch + r.begin * H, H, c.packed->w_rec_n,
+                 T(0), hn + r.begin * H, H);
 }
 
 // Projected LSTM: h_out (B, P) columns [p0, p1) = hraw W_hr^T.
 template <typename T>
-void projection_product(const ForwardContext<T>& c, index p0, index p1, T* h_out) {
-  gemm_packed<T>(c.d.B, p0, p1, c.hraw, c.d.H, c.packed->w_proj, T(0), h_out, c.d.P);
+void projection_product(const ForwardContext<T>& c, Range r, index p0, index p1, T* h_out) {
+  const index H = c.d.H, P = c.d.P;
+  gemm_packed<T>(r.end - r.begin, p0, p1, c.hraw + r.begin * H, H, c.packed->w_proj, T(0),
+                 h_out + r.begin * P, P);
 }
 
-// ---- one step for the calling thread's blocks ----
+// ---- one step for the calling thread's share ----
 
 template <typename T>
-void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out) {
+void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
   const LayerDims& d = c.d;
-  const index B = d.B, H = d.H, G = c.G;
+  const index B = d.B, H = d.H;
   const auto& blk = c.blocks;
   const std::int64_t* len = c.a.lengths;
+  const Range mine = sh.blocks, rows = sh.rows;
   const index u_begin = blk.begin(mine.begin), u_end = blk.begin(mine.end);
-  const index Gr = d.cell == Cell::GruResetBefore ? 2 : G;  // gates in the first product
+  const index Gr = d.cell == Cell::GruResetBefore ? 2 : c.G;  // gates in the first product
 
-  recurrent_product(c, s.h_in, Gr, mine);
+  recurrent_product(c, s.h_in, Gr, sh);
 
   // Row by row: each gate's input projection is then read as one contiguous run per row,
   // which the hardware prefetcher follows (block by block would stride over rows).
-  for (index b = 0; b < B; ++b) {
+  for (index b = rows.begin; b < rows.end; ++b) {
     for (index j = mine.begin; j < mine.end; ++j) {
       const index u0 = blk.begin(j), n = blk.end(j) - u0;
       T* z = c.hg + b * Gr * H + Gr * u0;
@@ -93,8 +103,8 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
     // n needs r*h of every unit: wait for all threads, then multiply by W_hn.
     c.barrier->wait();
     T* hn = c.hraw;  // (B, H) reused as the n-gate buffer
-    reset_product(c, u_begin, u_end, hn);
-    for (index b = 0; b < B; ++b) {
+    reset_product(c, rows, u_begin, u_end, hn);
+    for (index b = rows.begin; b < rows.end; ++b) {
       for (index j = mine.begin; j < mine.end; ++j) {
         const index u0 = blk.begin(j), n = blk.end(j) - u0;
         if (!step_valid(len, b, s.t)) {
@@ -109,9 +119,9 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
   if (d.has_proj) {
     // h = (o * tanh c) W_hr^T needs every unit of the step: wait, then project own columns.
     c.barrier->wait();
-    const index p0 = c.out_blocks.begin(mine_out.begin), p1 = c.out_blocks.begin(mine_out.end);
-    projection_product(c, p0, p1, s.h_out);
-    for (index b = 0; b < B; ++b) {
+    const index p0 = c.out_blocks.begin(sh.out_blocks.begin), p1 = c.out_blocks.begin(sh.out_blocks.end);
+    projection_product(c, rows, p0, p1, s.h_out);
+    for (index b = rows.begin; b < rows.end; ++b) {
       if (!step_valid(len, b, s.t)) {
         carry_row(s, b, d.P, p0, p1);
       } else {
@@ -121,7 +131,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, Range mine, Range mine_out
     if (c.ws.hraw)
       for (index j = mine.begin; j < mine.end; ++j) {
         const index u0 = blk.begin(j), u1 = blk.end(j);
-        for (index b = 0; b < B; ++b)
+        for (index b = rows.begin; b < rows.end; ++b)
           std::copy(c.hraw + b * H + u0, c.hraw + b * H + u1, c.ws.hraw + (s.t * B + b) * H + u0);
       }
   }
@@ -230,8 +240,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   if (lstm) std::copy(a.c0, a.c0 + B * H, c.ws.cprev ? c.ws.cprev + t_first * B * H : a.c_n);
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const int nt = loop_threads(flops_per_step, B, c.blocks.count);
-  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
+  const LoopPlan plan = plan_loop(flops_per_step, recurrent_weight_bytes<T>(d), B, c.blocks.count);
+  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
       Step<T> step{t,
@@ -241,7 +251,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    lstm ? c_slot_out(s, t) : nullptr,
                    xg + t * B * GH,
                    a.y + t * B * P};
-      run_step(c, step, mine, mine_out);
+      run_step(c, step, sh);
       c.barrier->wait();
     }
   });
@@ -286,11 +296,11 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, B, c.blocks.count);
-  run_team(nt, c.blocks.count, c.out_blocks.count, c.barrier, [&](Range mine, Range mine_out) {
-    const index u_begin = c.blocks.begin(mine.begin), u_end = c.blocks.begin(mine.end);
+  run_team(nt, Split::Units, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
+    const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
     gemm_packed<T>(B, G * u_begin, G * u_end, a.x, I, packed.w_in, T(0), xin, GH);
     Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xin, a.y, true};
-    run_step(c, step, mine, mine_out);
+    run_step(c, step, sh);
   });
 }
 
