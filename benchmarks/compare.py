@@ -34,7 +34,7 @@ from ceiling import blas_name, sgemm_gflops
 from peers import load_peers, make_weights, max_rel_diff
 from shapes import (CELLS, DEEPBENCH, DEEPBENCH_CELLS, MEMORY_SHAPE, MODES, REFERENCE_SHAPES,
                     STREAM_CELLS, STREAM_SIZES, Shape, flops, forward_flops, parse_shapes)
-from timing import Budget, measure
+from timing import Budget, measure_turns
 
 HERE = Path(__file__).resolve().parent
 PEER_NAMES = ("pyrnn", "torch", "onnxruntime", "reference")
@@ -155,14 +155,10 @@ class Child:
         x = rng.standard_normal((shape.T, shape.B, shape.I), dtype=np.float32)
         dy = rng.standard_normal((shape.T, shape.B, shape.H), dtype=np.float32)
         weights = make_weights(cell, shape.I, shape.H)
-        results, self.expected = {}, None
-        for name, peer in self.peers.items():
-            if not self._wants(name, group, shape):
-                continue
-            results[name] = self._time(key, name, lambda: (
-                peer.inference(cell, shape, weights, x) if mode == "inference"
-                else peer.training(cell, shape, weights, x, dy)), 1)
-        results = {k: v for k, v in results.items() if v is not None}
+        benches = {name: (lambda peer=peer: peer.inference(cell, shape, weights, x) if mode == "inference"
+                          else peer.training(cell, shape, weights, x, dy))
+                   for name, peer in self.peers.items() if self._wants(name, group, shape)}
+        results = self._time(key, benches, 1)
         self._record(key, group, cell, mode, shape.name, shape.label, shape.T, shape.B, shape.I, shape.H,
                      flops(cell, shape, mode), results)
 
@@ -174,40 +170,52 @@ class Child:
         steps = STREAM_STEPS // 2 if self.args.quick else STREAM_STEPS
         xs = list(rng.standard_normal((steps, 1, H), dtype=np.float32))
         weights = make_weights(cell, H, H)
-        results, self.expected = {}, None
-        for name, peer in self.peers.items():
-            results[name] = self._time(key, name, lambda: peer.stream(cell, H, weights, xs), steps)
-        results = {k: v for k, v in results.items() if v is not None}
+        benches = {name: (lambda peer=peer: peer.stream(cell, H, weights, xs))
+                   for name, peer in self.peers.items()}
+        results = self._time(key, benches, steps)
         self._record(key, "stream", cell, "stream", f"step{H}", f"step H={H}", steps, 1, H, H,
                      forward_flops(cell, 1, 1, H, H), results)
 
-    def _time(self, key: str, name: str, build, per_call: int) -> dict | None:
-        """Build a peer's bench, check its result against pyrnn's, time it. Errors are recorded
-        (one peer failing must not stop the others)."""
-        if name in self.crashed.get(key, {}):
-            return {"error": f"the process died during this run ({self.crashed[key][name]})"}
-        self.emit({"kind": "begin", "key": key, "peer": name})
+    def _time(self, key: str, builds: dict, per_call: int) -> dict:
+        """Build each peer's bench and check its result against pyrnn's, then time the working
+        ones in turns (timing.measure_turns). A peer's errors are recorded (one peer failing
+        must not stop the others); peers without the case are left out."""
+        self.expected = None
+        results, benches, warmup = {}, {}, {}
+        for name, build in builds.items():
+            if name in self.crashed.get(key, {}):
+                results[name] = {"error": f"the process died during this run ({self.crashed[key][name]})"}
+                continue
+            self.emit({"kind": "begin", "key": key, "peer": name})
+            try:
+                bench = build()
+                if bench is None:
+                    continue
+                t0 = time.perf_counter()
+                bench.run()  # also the first warm-up call
+                first_s = time.perf_counter() - t0
+                result = bench.result()
+                out = {}
+                if name == "pyrnn":
+                    self.expected = {k: np.array(v, copy=True) for k, v in result.items()}
+                elif self.expected is not None:
+                    out["diff"] = max_rel_diff(result, self.expected)
+                if bench.note:
+                    out["note"] = bench.note
+                results[name], benches[name] = out, bench
+                # A call slower than the whole budget has nothing left to warm up after the first.
+                warmup[name] = 0 if first_s > self.budget.seconds else self.budget.warmup
+            except Exception as e:  # noqa: BLE001  (reported in the table as "err")
+                results[name] = {"error": f"{type(e).__name__}: {e}"}
         try:
-            bench = build()
-            if bench is None:
-                return None
-            t0 = time.perf_counter()
-            bench.run()  # also the first warm-up call
-            first_s = time.perf_counter() - t0
-            result = bench.result()
-            out = {}
-            if name == "pyrnn":
-                self.expected = {k: np.array(v, copy=True) for k, v in result.items()}
-            elif self.expected is not None:
-                out["diff"] = max_rel_diff(result, self.expected)
-            # A call slower than the whole budget has nothing left to warm up after the first.
-            warmup = 0 if first_s > self.budget.seconds else None
-            out.update(measure(bench.run, self.budget, per_call, warmup))
-            if bench.note:
-                out["note"] = bench.note
-            return out
-        except Exception as e:  # noqa: BLE001  (reported in the table as "err")
-            return {"error": f"{type(e).__name__}: {e}"}
+            timed = measure_turns({name: b.run for name, b in benches.items()}, self.budget, per_call,
+                                  warmup, lambda name: self.emit({"kind": "begin", "key": key, "peer": name}))
+            for name, t in timed.items():
+                results[name].update(t)
+        except Exception as e:  # noqa: BLE001
+            for name in benches:
+                results[name] = {"error": f"{type(e).__name__} while timing: {e}"}
+        return results
 
     def _record(self, key, group, cell, mode, shape, label, T, B, I, H, n_flops, results) -> None:  # noqa: E741
         unit, scale = ("us", 1e6) if mode == "stream" else ("ms", 1e3)

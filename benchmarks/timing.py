@@ -1,5 +1,7 @@
 """Wall-clock timing of one benchmark case: warm up, repeat until a time budget is spent, report
-the median (robust on a noisy shared machine, where the mean is dragged up by stalls)."""
+the median (robust on a noisy shared machine, where the mean is dragged up by stalls). Peers
+of one case are timed in turns (measure_turns), so that a slow spell of the machine falls on
+all of them alike instead of on whichever ran then."""
 from __future__ import annotations
 
 import statistics
@@ -53,3 +55,47 @@ def measure(fn: Callable[[], object], budget: Budget, per_call: int = 1,
         "min_s": min(times) / per_call,
         "repeats": len(times),
     }
+
+
+TURNS = 8  # a peer's budget is spent in this many turns, alternating with the other peers
+# Pause before each turn: the previous peer's thread pool (OpenMP, ONNX Runtime) spins for a
+# while after its last call, and spinning workers would take the cores from the next peer.
+IDLE_BEFORE_TURN_S = 0.05
+
+
+def measure_turns(fns: dict[str, Callable[[], object]], budget: Budget, per_call: int = 1,
+                  warmup: dict[str, int] | None = None,
+                  on_turn: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """``measure`` for several peers of one case at once: each peer's calls are spread over
+    ``TURNS`` turns taken in rotation, each turn about 1/TURNS of the time budget (at least one
+    call), until every peer has met the budget's stopping rule. ``on_turn(name)`` is called
+    before each turn (the caller records which peer runs, for crash reports)."""
+    for name, fn in fns.items():
+        for _ in range(budget.warmup if warmup is None else warmup.get(name, budget.warmup)):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = dict.fromkeys(fns, 0.0)
+
+    def done(name: str) -> bool:
+        n = len(times[name])
+        return (n >= budget.max_repeats or (n >= budget.min_repeats and spent[name] >= budget.seconds)
+                or (n >= 2 and spent[name] >= budget.max_s))
+
+    while not all(done(name) for name in fns):
+        for name, fn in fns.items():
+            if done(name):
+                continue
+            if on_turn is not None:
+                on_turn(name)
+            if len(fns) > 1:
+                time.sleep(IDLE_BEFORE_TURN_S)
+            turn_start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                if done(name) or time.perf_counter() - turn_start >= budget.seconds / TURNS:
+                    break
+            spent[name] += time.perf_counter() - turn_start
+    return {name: {"median_s": statistics.median(t) / per_call, "min_s": min(t) / per_call,
+                   "repeats": len(t)} for name, t in times.items()}
