@@ -12,6 +12,9 @@
 #include "kernels/packed_layer.h"
 #include "vec/vec_math.h"
 
+// The row functions are inlined into the step's loop over blocks (one loop nest per row).
+#define PYRNN_ALWAYS_INLINE inline __attribute__((always_inline))
+
 namespace pyrnn::PYRNN_ISA {
 
 // Everything a thread needs to run one step; pointers are for the current step.
@@ -71,7 +74,7 @@ XRow<T> x_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
 // z + (x + bias), the same sum in the same order on every path (steps equal the forward).
 
 template <typename T>
-void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
   T* x = x_row(c, s, b, u0, n).p;
@@ -90,7 +93,7 @@ void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, in
 }
 
 template <typename T>
-void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H, P = c.d.P;
   const auto [x, xs] = x_row(c, s, b, u0, n);
@@ -126,7 +129,7 @@ void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
 // GRU, reset gate after the product (PyTorch): n = tanh(x_n + r * (h W_hn^T + b_hn)),
 // h' = n + z (h - n).
 template <typename T>
-void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
+PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
   const auto [x, xs] = x_row(c, s, b, u0, n);
@@ -158,7 +161,7 @@ void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, in
 // GRU, reset gate before the product (ONNX default), first phase: r and z into z (kept for
 // the second phase) and r*h into the scratch row that the W_hn product reads.
 template <typename T>
-void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
+PYRNN_ALWAYS_INLINE void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
   const auto [x, xs] = x_row(c, s, b, u0, n);
@@ -178,7 +181,7 @@ void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, ind
 // Second phase: hn = (r*h) W_hn^T of the block (b_hn is in the folded bias), z_rz: phase
 // one's r, z.
 template <typename T>
-void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
+PYRNN_ALWAYS_INLINE void gru_rb_state_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n,
                       const T* z_rz, const T* hn) {
   using V = Vec<T>;
   const index H = c.d.H;

@@ -72,30 +72,45 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
   recurrent_product(c, s.h_in, Gr, sh);
 
   // Row by row: each gate's input projection is then read as one contiguous run per row,
-  // which the hardware prefetcher follows (block by block would stride over rows).
+  // which the hardware prefetcher follows (block by block would stride over rows). The cell
+  // math of a row's blocks is one loop, so that out-of-order execution overlaps the long
+  // latency chains (exp, division) of consecutive vectors.
   for (index b = rows.begin; b < rows.end; ++b) {
-    for (index j = mine.begin; j < mine.end; ++j) {
-      const index u0 = blk.begin(j), n = blk.end(j) - u0;
-      T* z = c.hg + b * Gr * H + Gr * u0;
-      if (!step_valid(len, b, s.t)) {
-        if (d.cell == Cell::Lstm) {
-          std::copy(s.c_in + b * H + u0, s.c_in + b * H + u0 + n, s.c_out + b * H + u0);
-          if (d.has_proj) std::fill(c.hraw + b * H + u0, c.hraw + b * H + u0 + n, T(0));
-          else carry_row(s, b, H, u0, u0 + n);
-        } else if (d.cell == Cell::GruResetBefore) {
-          std::fill(c.scratch + b * H + u0, c.scratch + b * H + u0 + n, T(0));  // r*h
-        } else {
-          carry_row(s, b, H, u0, u0 + n);
-        }
-        continue;
+    if (!step_valid(len, b, s.t)) {
+      if (d.cell == Cell::Lstm) {
+        std::copy(s.c_in + b * H + u_begin, s.c_in + b * H + u_end, s.c_out + b * H + u_begin);
+        if (d.has_proj) std::fill(c.hraw + b * H + u_begin, c.hraw + b * H + u_end, T(0));
+        else carry_row(s, b, H, u_begin, u_end);
+      } else if (d.cell == Cell::GruResetBefore) {
+        std::fill(c.scratch + b * H + u_begin, c.scratch + b * H + u_end, T(0));  // r*h
+      } else {
+        carry_row(s, b, H, u_begin, u_end);
       }
-      switch (d.cell) {
-        case Cell::RnnTanh:
-        case Cell::RnnRelu: rnn_row(c, s, b, u0, n, z); break;
-        case Cell::Lstm: lstm_row(c, s, b, u0, n, z); break;
-        case Cell::Gru: gru_row(c, s, b, u0, n, z); break;
-        case Cell::GruResetBefore: gru_rb_gates_row(c, s, b, u0, n, z); break;
+      continue;
+    }
+    if (b + 1 < rows.end && !s.xg_blocked) {
+      // The input projection was written long before this step and its rows are short runs
+      // (one per gate) that the hardware prefetcher picks up late: fetch the next row now.
+      constexpr index kLine = 64 / sizeof(T);
+      const T* next = s.xg + (b + 1) * c.GH;
+      for (index g = 0; g < c.G; ++g)
+        for (index u = u_begin; u < u_end; u += kLine) __builtin_prefetch(next + g * H + u);
+    }
+    T* z_row = c.hg + b * Gr * H;
+    auto each_block = [&](auto row) {
+      for (index j = mine.begin; j < mine.end; ++j) {
+        const index u0 = blk.begin(j);
+        row(u0, blk.end(j) - u0, z_row + Gr * u0);
       }
+    };
+    switch (d.cell) {
+      case Cell::RnnTanh:
+      case Cell::RnnRelu: each_block([&](index u0, index n, T* z) { rnn_row(c, s, b, u0, n, z); }); break;
+      case Cell::Lstm: each_block([&](index u0, index n, T* z) { lstm_row(c, s, b, u0, n, z); }); break;
+      case Cell::Gru: each_block([&](index u0, index n, T* z) { gru_row(c, s, b, u0, n, z); }); break;
+      case Cell::GruResetBefore:
+        each_block([&](index u0, index n, T* z) { gru_rb_gates_row(c, s, b, u0, n, z); });
+        break;
     }
   }
 
