@@ -103,25 +103,33 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
+  const V one = V::broadcast(T(1));
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
     auto pre = [&](index g) { return l.load(z + g * n + k) + (l.load(x + g * xs + k) + l.load(bias + g * H + k)); };
-    const V i = sigmoid_v(pre(0));
-    const V f = sigmoid_v(pre(1));
-    const V g = tanh_v(pre(2));
-    const V o = sigmoid_v(pre(3));
-    const V cv = fma(f, l.load(c_prev + k), i * g);
-    const V tc = tanh_v(cv);
-    const V hv = o * tc;
+    // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
+    // vec_math.h): divisions are the slowest part of the cell math.
+    const V zg = pre(2);
+    const Fraction<T> gt = tanh_fraction_v(zg);
+    const V di = sigmoid_denominator_v(pre(0));
+    const V r_ig = one / (di * gt.den);
+    const V f = one / sigmoid_denominator_v(pre(1));
+    const V cv = fma(f, l.load(c_prev + k), copysign(gt.num * r_ig, zg));
+    const Fraction<T> ct = tanh_fraction_v(cv);
+    const V d_o = sigmoid_denominator_v(pre(3));
+    const V r_oc = one / (d_o * ct.den);
+    const V hv = copysign(ct.num * r_oc, cv);
     l.store(cv, c_next + k);
     l.store(hv, h + k);
     if (y) l.store(hv, y + k);
     if (tanhc) {
-      l.store(i, x + k);
+      // BPTT's activated gates: i and o from the shared reciprocals (an overflowing
+      // denominator gives the limit 0), g and tanh(c) on their own.
+      l.store(gt.den * r_ig, x + k);
       l.store(f, x + xs + k);
-      l.store(g, x + 2 * xs + k);
-      l.store(o, x + 3 * xs + k);
-      l.store(tc, tanhc + k);
+      l.store(copysign(gt.num / gt.den, zg), x + 2 * xs + k);
+      l.store(ct.den * r_oc, x + 3 * xs + k);
+      l.store(copysign(ct.num / ct.den, cv), tanhc + k);
     }
   }
 }

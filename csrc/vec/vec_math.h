@@ -77,22 +77,34 @@ inline Vec<float> exp_normal_v(Vec<float> x) {
   return (fma(q, r * r, r) + V::broadcast(1.0f)) * pow2n(n);
 }
 
-// 1 / (1 + e^-x): e^-x overflows to inf for x < -88.4 (float), giving the limit 0, whose
-// true value is below the smallest normal there.
+// 1 + e^-x, the denominator of the sigmoid: kept apart so that gate math can fold it into
+// another division. e^-x overflows to inf for x < -88.4 (float), giving the sigmoid's limit
+// 0, whose true value is below the smallest normal there.
 template <typename T>
-inline Vec<T> sigmoid_v(Vec<T> x) {
+inline Vec<T> sigmoid_denominator_v(Vec<T> x) {
   using V = Vec<T>;
-  const V one = V::broadcast(T(1));
-  if constexpr (std::is_same_v<T, float>) return one / (one + exp_normal_v(-x));
-  else return one / (one + exp_v(-x));
+  if constexpr (std::is_same_v<T, float>) return V::broadcast(1.0f) + exp_normal_v(-x);
+  else return V::broadcast(1.0) + exp_v(-x);
 }
 
-// float32: tanh(x) = x P(x^2) / Q(x^2) on |x| <= 9, a rational function fitted here for
-// relative error 2e-8 (so tiny x keeps full precision), and +-1 beyond (tanh(9) rounds to 1).
-// float64: tanh(|x|) with the sign of x restored (so tanh(-0) = -0): for |x| < 0.625 the
-// Cephes rational function (relative accuracy down to 0), otherwise 1 - 2 / (e^{2|x|} + 1).
 template <typename T>
-inline Vec<T> tanh_v(Vec<T> x) {
+inline Vec<T> sigmoid_v(Vec<T> x) {
+  return Vec<T>::broadcast(T(1)) / sigmoid_denominator_v(x);
+}
+
+// |tanh(x)| = num / den with den in [1, 500] (float), for gate math that folds the division
+// into another (tanh(x) = copysign(num / den, x)).
+// float32: a P(a^2) / Q(a^2) with a = min(|x|, 9), a rational function fitted here for
+// relative error 2e-8 (so tiny x keeps full precision); Q / Q = 1 past 9 (tanh(9) rounds to 1).
+// float64: den = 1 and num from tanh(|x|): for |x| < 0.625 the Cephes rational function
+// (relative accuracy down to 0), otherwise 1 - 2 / (e^{2|x|} + 1).
+template <typename T>
+struct Fraction {
+  Vec<T> num, den;
+};
+
+template <typename T>
+inline Fraction<T> tanh_fraction_v(Vec<T> x) {
   using V = Vec<T>;
   const V ax = abs(x);
   const V one = V::broadcast(T(1));
@@ -110,7 +122,7 @@ inline Vec<T> tanh_v(Vec<T> x) {
     q = fma(q, z, V::broadcast(2.5876992057e-2f));
     q = fma(q, z, V::broadcast(4.6714343494e-1f));
     q = fma(q, z, one);
-    return copysign(select(less(limit, ax), one, a * p / q), x);
+    return {select(less(limit, ax), q, a * p), q};
   } else {
     const V large = one - V::broadcast(T(2)) / (exp_v(ax + ax) + one);
     const V z = x * x;
@@ -121,8 +133,16 @@ inline Vec<T> tanh_v(Vec<T> x) {
     q = fma(q, z, V::broadcast(2.23548839060100448583e3));
     q = fma(q, z, V::broadcast(4.84406305325125486048e3));
     const V small = fma(z * p / q, ax, ax);
-    return copysign(select(less(ax, V::broadcast(T(0.625))), small, large), x);
+    return {select(less(ax, V::broadcast(T(0.625))), small, large), one};
   }
+}
+
+// tanh(-0) = -0 through the sign copy.
+template <typename T>
+inline Vec<T> tanh_v(Vec<T> x) {
+  const Fraction<T> t = tanh_fraction_v(x);
+  if constexpr (std::is_same_v<T, float>) return copysign(t.num / t.den, x);
+  else return copysign(t.num, x);
 }
 
 }  // namespace pyrnn::PYRNN_ISA
