@@ -6,12 +6,14 @@ import pytest
 import pyrnn
 
 CASES = [
-    (pyrnn.RNN, {}), (pyrnn.LSTM, {}), (pyrnn.LSTM, {"proj_size": 24}), (pyrnn.GRU, {}),
+    (pyrnn.RNN, {}), (pyrnn.LSTM, {}), (pyrnn.LSTM, {"proj_size": "half"}), (pyrnn.GRU, {}),
     (pyrnn.GRU, {"reset_after": False}),
 ]
 
 
 def run(cls, kwargs, threads, x, lengths, hidden):
+    if kwargs.get("proj_size") == "half":
+        kwargs = {"proj_size": hidden // 2}
     pyrnn.set_num_threads(threads)
     try:
         layer = cls(x.shape[2], hidden, num_layers=2, bidirectional=True, seed=7, **kwargs)
@@ -25,9 +27,10 @@ def run(cls, kwargs, threads, x, lengths, hidden):
         pyrnn.set_num_threads(2)
 
 
-# Small layers split the time loop's steps by batch rows, larger ones by hidden units
-# (layer_plan.h: plan_loop); 32 and 200 hidden units cover both for every cell.
-@pytest.mark.parametrize("hidden", [32, 200])
+# Small layers split the time loop's steps by batch rows, larger ones (recurrent weights over
+# 1 MB) by hidden units (layer_plan.h: plan_loop); 32 and 520 hidden units cover both for
+# every cell.
+@pytest.mark.parametrize("hidden", [32, 520])
 @pytest.mark.parametrize("cls,kwargs", CASES)
 def test_one_and_two_threads_bitwise_equal(isa, cls, kwargs, hidden):
     rng = np.random.default_rng(0)

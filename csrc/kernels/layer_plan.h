@@ -113,10 +113,11 @@ inline int loop_threads(double flops_per_step, index rows, index parts) {
 
 // A time loop's team: how many threads and how they divide each step. Splitting by rows
 // needs no barrier, but every thread then reads all the recurrent weights each step: worth it
-// while they sit in each core's L2 with room to spare (small layers, where a step is a few
-// microseconds and a barrier a large part of it) and each thread gets a few rows. Measured
-// at (T, B, H) = (200, 16, 64), 2 threads: LSTM 5.3 -> 3.1 ms, RNN 1.31 -> 0.95 ms; at
-// H = 512 splitting by units stays faster. Otherwise split by units (loop_threads).
+// up to about 1 MB of weights (from each core's L2, or the shared L3), where a step is short
+// enough that the barrier and the narrower products of a units split cost more, as long as
+// each thread gets a few rows. Measured at 2 threads, (T, B, H) = (200, 16, 64): LSTM 5.3 ->
+// 3.1 ms, RNN 1.31 -> 0.95 ms; (100, 32, 256): LSTM, GRU, RNN 3-7% faster; at H = 512 the
+// units split stays faster. Otherwise split by units (loop_threads).
 template <typename T>
 index recurrent_weight_bytes(const LayerDims& d) {
   return (gate_count(d.cell) * d.H * d.P + (d.has_proj ? d.H * d.P : 0)) * index(sizeof(T));
@@ -129,7 +130,7 @@ struct LoopPlan {
 inline LoopPlan plan_loop(double flops_per_step, index recurrent_weight_bytes, index rows,
                           index unit_blocks) {
   constexpr index kMinRowsPerThread = 4;
-  constexpr index kMaxWeightBytes = 128 * 1024;
+  constexpr index kMaxWeightBytes = 1024 * 1024;
   const index by_rows = std::min<index>(num_threads(), rows / kMinRowsPerThread);
   if (by_rows > 1 && recurrent_weight_bytes <= kMaxWeightBytes) return {static_cast<int>(by_rows), Split::Rows};
   return {loop_threads(flops_per_step, rows, unit_blocks), Split::Units};
