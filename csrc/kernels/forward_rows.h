@@ -57,17 +57,25 @@ struct Lanes {
   }
 };
 
-// Row b's input projection at unit u0: gate g's units at p + g*stride. In training they are
-// overwritten with the activated gates (BPTT reads them).
+// Row b's input projection from unit u0: gate g's units at p + g*stride (in training they are
+// overwritten with the activated gates, which BPTT reads), and the folded bias.
 template <typename T>
 struct XRow {
   T* p;
   index stride;
+  const T* bias;        // the folded bias at unit u0, gate g at + g*H
+  index H;
+  // Gate g's lanes at offset k: x + bias.
+  Vec<T> load(const Lanes<T>& l, index g, index k) const {
+    return l.load(p + g * stride + k) + l.load(bias + g * H + k);
+  }
+  T* at(index g) const { return p + g * stride; }
 };
 template <typename T>
 XRow<T> x_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n) {
-  if (s.xg_blocked) return {s.xg + b * c.GH + c.G * u0, n};
-  return {s.xg + b * c.GH + u0, c.d.H};
+  const index H = c.d.H;
+  if (s.xg_blocked) return {s.xg + b * c.GH + c.G * u0, n, c.bias + u0, H};
+  return {s.xg + b * c.GH + u0, H, c.bias + u0, H};
 }
 
 // z (G*n): gate-blocked recurrent products of the block. A gate's pre-activation is
@@ -77,18 +85,17 @@ template <typename T>
 PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  T* x = x_row(c, s, b, u0, n).p;
-  const T* bias = c.bias + u0;
+  const XRow<T> x = x_row(c, s, b, u0, n);
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
   const bool relu = c.d.cell == Cell::RnnRelu;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V pre = l.load(z + k) + (l.load(x + k) + l.load(bias + k));
+    const V pre = l.load(z + k) + x.load(l, 0, k);
     const V hv = relu ? max(V::zero(), pre) : tanh_v(pre);  // max passes NaN through
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
-    if (c.ws.gates) l.store(hv, x + k);
+    if (c.ws.gates) l.store(hv, x.at(0) + k);
   }
 }
 
@@ -96,8 +103,7 @@ template <typename T>
 PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H, P = c.d.P;
-  const auto [x, xs] = x_row(c, s, b, u0, n);
-  const T* bias = c.bias + u0;
+  const XRow<T> x = x_row(c, s, b, u0, n);
   const T* c_prev = s.c_in + b * H + u0;
   T* c_next = s.c_out + b * H + u0;
   T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
@@ -106,7 +112,7 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   const V one = V::broadcast(T(1));
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    auto pre = [&](index g) { return l.load(z + g * n + k) + (l.load(x + g * xs + k) + l.load(bias + g * H + k)); };
+    auto pre = [&](index g) { return l.load(z + g * n + k) + x.load(l, g, k); };
     // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
     // vec_math.h): divisions are the slowest part of the cell math.
     const V zg = pre(2);
@@ -125,10 +131,10 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
     if (tanhc) {
       // BPTT's activated gates: i and o from the shared reciprocals (an overflowing
       // denominator gives the limit 0), g and tanh(c) on their own.
-      l.store(gt.den * r_ig, x + k);
-      l.store(f, x + xs + k);
-      l.store(copysign(gt.num / gt.den, zg), x + 2 * xs + k);
-      l.store(ct.den * r_oc, x + 3 * xs + k);
+      l.store(gt.den * r_ig, x.at(0) + k);
+      l.store(f, x.at(1) + k);
+      l.store(copysign(gt.num / gt.den, zg), x.at(2) + k);
+      l.store(ct.den * r_oc, x.at(3) + k);
       l.store(copysign(ct.num / ct.den, cv), tanhc + k);
     }
   }
@@ -140,8 +146,7 @@ template <typename T>
 PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  const auto [x, xs] = x_row(c, s, b, u0, n);
-  const T* bias = c.bias + u0;
+  const XRow<T> x = x_row(c, s, b, u0, n);
   const T* b_hn = c.a.b_hh ? c.a.b_hh + 2 * H + u0 : nullptr;
   T* hn_store = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : nullptr;
   const T* h_prev = s.h_in + b * H + u0;
@@ -149,19 +154,18 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   T* y = s.y + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    auto xb = [&](index g) { return l.load(x + g * xs + k) + l.load(bias + g * H + k); };
-    const V r = sigmoid_v(l.load(z + k) + xb(0));
-    const V u = sigmoid_v(l.load(z + n + k) + xb(1));
+    const V r = sigmoid_v(l.load(z + k) + x.load(l, 0, k));
+    const V u = sigmoid_v(l.load(z + n + k) + x.load(l, 1, k));
     const V hn = b_hn ? l.load(z + 2 * n + k) + l.load(b_hn + k) : l.load(z + 2 * n + k);
-    const V nv = tanh_v(fma(r, hn, xb(2)));
+    const V nv = tanh_v(fma(r, hn, x.load(l, 2, k)));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
     if (hn_store) {
       l.store(hn, hn_store + k);
-      l.store(r, x + k);
-      l.store(u, x + xs + k);
-      l.store(nv, x + 2 * xs + k);
+      l.store(r, x.at(0) + k);
+      l.store(u, x.at(1) + k);
+      l.store(nv, x.at(2) + k);
     }
   }
 }
@@ -172,14 +176,13 @@ template <typename T>
 PYRNN_ALWAYS_INLINE void gru_rb_gates_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, T* z) {
   using V = Vec<T>;
   const index H = c.d.H;
-  const auto [x, xs] = x_row(c, s, b, u0, n);
-  const T* bias = c.bias + u0;
+  const XRow<T> x = x_row(c, s, b, u0, n);
   const T* h_prev = s.h_in + b * H + u0;
   T* rh = c.scratch + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V r = sigmoid_v(l.load(z + k) + (l.load(x + k) + l.load(bias + k)));
-    const V u = sigmoid_v(l.load(z + n + k) + (l.load(x + xs + k) + l.load(bias + H + k)));
+    const V r = sigmoid_v(l.load(z + k) + x.load(l, 0, k));
+    const V u = sigmoid_v(l.load(z + n + k) + x.load(l, 1, k));
     l.store(r, z + k);
     l.store(u, z + n + k);
     l.store(r * l.load(h_prev + k), rh + k);
@@ -193,22 +196,21 @@ PYRNN_ALWAYS_INLINE void gru_rb_state_row(const ForwardContext<T>& c, const Step
                       const T* z_rz, const T* hn) {
   using V = Vec<T>;
   const index H = c.d.H;
-  const auto [x, xs] = x_row(c, s, b, u0, n);
-  const T* bias = c.bias + 2 * H + u0;
+  const XRow<T> x = x_row(c, s, b, u0, n);
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
   for (index k = 0; k < n; k += V::width) {
     const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
     const V u = l.load(z_rz + n + k);
-    const V nv = tanh_v(l.load(hn + k) + (l.load(x + 2 * xs + k) + l.load(bias + k)));
+    const V nv = tanh_v(l.load(hn + k) + x.load(l, 2, k));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
     if (c.ws.gates) {
-      l.store(l.load(z_rz + k), x + k);
-      l.store(u, x + xs + k);
-      l.store(nv, x + 2 * xs + k);
+      l.store(l.load(z_rz + k), x.at(0) + k);
+      l.store(u, x.at(1) + k);
+      l.store(nv, x.at(2) + k);
     }
   }
 }

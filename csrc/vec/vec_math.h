@@ -8,6 +8,19 @@
 
 namespace pyrnn::PYRNN_ISA {
 
+// n = round(x / ln2) and r = x - n*ln2 in [-ln2/2, ln2/2] for float32 (ln2 split in two so
+// that n*ln2_hi is exact): the range reduction of both float exps below.
+struct Ln2Reduced {
+  Vec<float> n, r;
+};
+inline Ln2Reduced reduce_ln2(Vec<float> x) {
+  using V = Vec<float>;
+  const V round_magic = V::broadcast(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
+  const V n = fma(x, V::broadcast(1.44269504088896341f), round_magic) - round_magic;
+  const V r = fnma(n, V::broadcast(0.693359375f), x);
+  return {n, fnma(n, V::broadcast(-2.12194440e-4f), r)};
+}
+
 // exp(x) = 2^n * e^r with n = round(x / ln2), r = x - n*ln2 in [-ln2/2, ln2/2] (ln2 split in
 // two so that n*ln2_hi is exact), e^r a polynomial. 2^n is applied as two factors 2^h * 2^(n-h)
 // so that results near the overflow threshold (n = 128 in float) stay finite and results
@@ -18,12 +31,7 @@ template <typename T>
 inline Vec<T> exp_v(Vec<T> x) {
   using V = Vec<T>;
   if constexpr (std::is_same_v<T, float>) {
-    const V round_magic = V::broadcast(12582912.0f);  // 1.5 * 2^23: adding it rounds to integer
-    x = min(V::broadcast(89.0f), max(V::broadcast(-110.0f), x));
-    const V t = fma(x, V::broadcast(1.44269504088896341f), round_magic);
-    const V n = t - round_magic;
-    V r = fnma(n, V::broadcast(0.693359375f), x);
-    r = fnma(n, V::broadcast(-2.12194440e-4f), r);
+    const auto [n, r] = reduce_ln2(min(V::broadcast(89.0f), max(V::broadcast(-110.0f), x)));
     // Cephes expf minimax polynomial on [-ln2/2, ln2/2].
     V p = V::broadcast(1.9875691500e-4f);
     p = fma(p, r, V::broadcast(1.3981999507e-3f));
@@ -32,6 +40,7 @@ inline Vec<T> exp_v(Vec<T> x) {
     p = fma(p, r, V::broadcast(1.6666665459e-1f));
     p = fma(p, r, V::broadcast(5.0000001201e-1f));
     p = fma(p, r * r, r) + V::broadcast(1.0f);
+    const V round_magic = V::broadcast(12582912.0f);
     const V h = fma(n, V::broadcast(0.5f), round_magic) - round_magic;
     return (p * pow2n(h)) * pow2n(n - h);
   } else {
@@ -65,11 +74,7 @@ inline Vec<T> exp_v(Vec<T> x) {
 // NaN passes through the clamp.
 inline Vec<float> exp_normal_v(Vec<float> x) {
   using V = Vec<float>;
-  const V round_magic = V::broadcast(12582912.0f);
-  x = min(V::broadcast(89.0f), max(V::broadcast(-88.0f), x));
-  const V n = fma(x, V::broadcast(1.44269504088896341f), round_magic) - round_magic;
-  V r = fnma(n, V::broadcast(0.693359375f), x);
-  r = fnma(n, V::broadcast(-2.12194440e-4f), r);
+  const auto [n, r] = reduce_ln2(min(V::broadcast(89.0f), max(V::broadcast(-88.0f), x)));
   V q = V::broadcast(8.312526102e-3f);
   q = fma(q, r, V::broadcast(4.189011518e-2f));
   q = fma(q, r, V::broadcast(1.666711446e-1f));
