@@ -266,7 +266,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);  // dc0 doubles as the running dc
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const LoopPlan plan = plan_loop(flops_per_step, recurrent_weight_bytes<T>(d), B, std::min(c.blocks.count, c.out_blocks.count));
+  const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, std::min(c.blocks.count, c.out_blocks.count));
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? s : TT - 1 - s;

@@ -255,7 +255,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   if (lstm) std::copy(a.c0, a.c0 + B * H, c.ws.cprev ? c.ws.cprev + t_first * B * H : a.c_n);
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
-  const LoopPlan plan = plan_loop(flops_per_step, recurrent_weight_bytes<T>(d), B, c.blocks.count);
+  const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;

@@ -97,12 +97,11 @@ struct Share {
   Range out_blocks;  // projection output column blocks
 };
 
-// Threads worth using for a time loop doing `flops_per_step` on `rows` batch rows over
-// `parts` blocks. A barrier per step costs a few hundred nanoseconds, so each thread needs
-// about a microsecond of work: 80k flops, or half that at batch 1, where a step is bound by
-// streaming its weights from cache rather than by the FMAs. Measured at 2 threads, (T, B, H):
-// LSTM (100, 1, 128) 0.81 -> 0.55 ms and GRU 0.54 -> 0.43 ms on 2 threads instead of 1,
-// while an RNN at (200, 16, 64), 131k flops per step, is faster on one.
+// Threads worth using for a time loop split by units, doing `flops_per_step` on `rows` batch
+// rows over `parts` blocks. A barrier per step costs a few hundred nanoseconds, so each
+// thread needs about a microsecond of work: 80k flops, or half that at batch 1, where a step
+// is bound by streaming its weights from cache rather than by the FMAs. Measured at (T, B, H)
+// = (100, 1, 128): LSTM 0.81 -> 0.55 ms and GRU 0.54 -> 0.43 ms on 2 threads instead of 1.
 inline int loop_threads(double flops_per_step, index rows, index parts) {
   constexpr double kMinWorkPerThread = 80000.0;
   const double work = flops_per_step * (rows == 1 ? 2.0 : 1.0);
@@ -115,7 +114,7 @@ inline int loop_threads(double flops_per_step, index rows, index parts) {
 // needs no barrier, but every thread then reads all the recurrent weights each step: worth it
 // up to about 1 MB of weights (from each core's L2, or the shared L3), where a step is short
 // enough that the barrier and the narrower products of a units split cost more, as long as
-// each thread gets a few rows. Measured at 2 threads, (T, B, H) = (200, 16, 64): LSTM 5.3 ->
+// each thread gets a few rows and the call is worth a fork. Measured at 2 threads, (T, B, H) = (200, 16, 64): LSTM 5.3 ->
 // 3.1 ms, RNN 1.31 -> 0.95 ms; (100, 32, 256): LSTM, GRU, RNN 3-7% faster; at H = 512 the
 // units split stays faster. Otherwise split by units (loop_threads).
 template <typename T>
@@ -127,11 +126,14 @@ struct LoopPlan {
   int threads;
   Split split;
 };
-inline LoopPlan plan_loop(double flops_per_step, index recurrent_weight_bytes, index rows,
-                          index unit_blocks) {
+inline LoopPlan plan_loop(double flops_per_step, index steps, index recurrent_weight_bytes,
+                          index rows, index unit_blocks) {
   constexpr index kMinRowsPerThread = 4;
   constexpr index kMaxWeightBytes = 1024 * 1024;
-  const index by_rows = std::min<index>(num_threads(), rows / kMinRowsPerThread);
+  constexpr double kMinCallFlopsPerThread = 200000.0;  // a few microseconds: above a fork/join
+  const index by_rows = std::min<index>(
+      {num_threads(), rows / kMinRowsPerThread,
+       static_cast<index>(flops_per_step * double(steps) / kMinCallFlopsPerThread)});
   if (by_rows > 1 && recurrent_weight_bytes <= kMaxWeightBytes) return {static_cast<int>(by_rows), Split::Rows};
   return {loop_threads(flops_per_step, rows, unit_blocks), Split::Units};
 }
