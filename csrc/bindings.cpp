@@ -215,6 +215,21 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// A step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a layer's
+// streaming loop hands its state over without reshaping it in Python).
+template <typename T>
+py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
+  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
+  if (stacked) return checked<T>(obj, name, {1, B, n});
+  return checked<T>(obj, name, {B, n});
+}
+
+// A new state array shaped like `like` (see checked_state).
+template <typename T>
+py::array_t<T> state_like(const py::array_t<T>& like) {
+  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+}
+
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
 template <typename T>
 py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::object& c_obj,
@@ -227,16 +242,16 @@ py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::o
   d.T = 1;
   d.B = x_obj.shape(0);
   auto x = checked<T>(x_obj, "x", {d.B, d.I});
-  auto h = checked<T>(h_obj, "h", {d.B, d.P});
+  auto h = checked_state<T>(h_obj, "h", d.B, d.P);
   std::optional<py::array_t<T>> c, c_new;
   if (d.cell == Cell::Lstm) {
     if (c_obj.is_none()) throw py::value_error("c is required for the LSTM");
-    c = checked<T>(c_obj, "c", {d.B, d.H});
-    c_new = py::array_t<T>({d.B, d.H});
+    c = checked_state<T>(c_obj, "c", d.B, d.H);
+    c_new = state_like(*c);
   } else if (!c_obj.is_none()) {
     throw py::value_error("c is only for the LSTM");
   }
-  py::array_t<T> h_new({d.B, d.P});
+  py::array_t<T> h_new = state_like(h);
   LayerForwardArgs<T> a{};
   a.x = x.data();
   a.h0 = h.data();
@@ -374,7 +389,8 @@ PYBIND11_MODULE(_core, m) {
         "Returns (y, h_n, c_n or None, cache or None).");
   m.def("layer_step", &layer_step, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("packed"),
         "One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), "
-        "c (B, H) or None. Returns (h_new, c_new or None).");
+        "c (B, H) or None (states may also be (1, B, P) and (1, B, H)). Returns (h_new, c_new or "
+        "None) shaped like h and c.");
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),

@@ -180,9 +180,9 @@ class _RecurrentLayer(ParameterModule):
                 and type(h) is np.ndarray and h.ndim == 3 and h.shape[0] == 1
                 and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3 and c.shape[0] == 1))):
             try:
-                h_new, c_new = _core.layer_step(x, h[0], c[0] if is_lstm else None,
-                                                self._packed(0, self.cell, self._layer0_arrays))
-                return h_new, h_new[None], (c_new[None] if is_lstm else None)
+                h_n, c_n = _core.layer_step(x, h, c if is_lstm else None,
+                                            self._packed(0, self.cell, self._layer0_arrays))
+                return h_n[0], h_n, c_n
             except (TypeError, ValueError):
                 pass  # converted, checked (with a clear message) or repacked below
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)

@@ -478,15 +478,25 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
 
 def layer_step(x, h, c, packed):
     """One inference step of one layer on :func:`pack_layer`'s weights: ``x`` ``(B, I)``,
-    ``h`` ``(B, P)``, ``c`` ``(B, H)`` (LSTM) or None.  Returns ``(h_new, c_new)``; the same
-    math as a T = 1 :func:`layer_forward`."""
+    ``h`` ``(B, P)``, ``c`` ``(B, H)`` (LSTM) or None; the states may also be ``(1, B, P)``
+    and ``(1, B, H)``.  Returns ``(h_new, c_new)`` shaped like ``h`` and ``c``; the same math
+    as a T = 1 :func:`layer_forward`."""
     if not isinstance(packed, PackedWeights):
         raise TypeError("packed must be the PackedWeights returned by pack_layer")
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x: expected shape (B, I), got {x.shape}")
-    _, h_new, c_new, _ = layer_forward(packed.cell, x[None], h, c, *packed.arrays,
-                                       None, False, False, packed)
+
+    def unstacked(state):
+        state = None if state is None else np.asarray(state)
+        return state[0] if state is not None and state.ndim == 3 and state.shape[0] == 1 else state
+
+    _, h_new, c_new, _ = layer_forward(packed.cell, x[None], unstacked(h), unstacked(c),
+                                       *packed.arrays, None, False, False, packed)
+    if np.ndim(h) == 3:
+        h_new = h_new[None]
+    if c_new is not None and np.ndim(c) == 3:
+        c_new = c_new[None]
     return h_new, c_new
 
 

@@ -96,6 +96,14 @@ def test_native_step_against_reference():
         for a, b in zip(got, want):
             if b is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        # A one-layer layer's (1, B, n) states are taken as they are and returned so shaped.
+        stacked = [args[0]] + [None if s is None else s[None] for s in args[1:3]]
+        for impl in (_core, reference):
+            out = impl.layer_step(*stacked, impl.pack_layer(cell, *args[3:]))
+            for a, b in zip(out, got):
+                if b is not None:
+                    assert a.shape == (1,) + b.shape
+                    np.testing.assert_allclose(a[0], b, rtol=1e-12, atol=1e-12)
 
 
 def test_streaming_fast_path_falls_back_to_checked_conversions():

@@ -7,7 +7,6 @@
 #include <omp.h>
 
 #include <atomic>
-#include <optional>
 #include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -51,26 +50,40 @@ class StepBarrier {
   alignas(64) std::atomic<unsigned> generation_{0};
 };
 
-// Runs body(share) on every thread of one OpenMP team of (up to) `threads`. `barrier` points
-// at the team's step barrier meanwhile (sized to the team OpenMP actually gives; a no-op when
-// split by rows). Denormals are flushed on every thread of the team.
+// Runs body(share) on every thread of one OpenMP team of `threads`. `barrier` points at the
+// team's step barrier meanwhile (a no-op when split by rows or run alone). Denormals are flushed on every thread of the team (the caller flushes its
+// own: a one-thread loop runs on it).
 template <typename Body>
 void run_team(int threads, Split split, index rows, index blocks, index out_blocks,
               StepBarrier*& barrier, Body body) {
-  std::optional<StepBarrier> team_barrier;
+  if (threads <= 1) {
+    // No team: entering an OpenMP region costs a microsecond or more (libgomp may wake or
+    // release pool threads), as long as a whole streaming step of a small layer.
+    StepBarrier alone(1);
+    barrier = &alone;
+    body(Share{{0, rows}, {0, blocks}, {0, out_blocks}});
+    barrier = nullptr;
+    return;
+  }
+  // Sized before the team starts, so that no extra barrier is needed to publish it. A team
+  // smaller than asked for (inside another parallel region, a thread limit) runs the whole
+  // loop on its first thread.
+  StepBarrier team_barrier(split == Split::Rows ? 1 : threads), alone(1);
+  barrier = &team_barrier;
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp single
-    {
-      team_barrier.emplace(split == Split::Rows ? 1 : omp_get_num_threads());
-      barrier = &*team_barrier;
-    }
     FlushDenormals ftz;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
-    if (split == Split::Rows)
+    if (nthreads != threads) {
+      if (tid == 0) {
+        barrier = &alone;
+        body(Share{{0, rows}, {0, blocks}, {0, out_blocks}});
+      }
+    } else if (split == Split::Rows) {
       body(Share{thread_share(rows, tid, nthreads), {0, blocks}, {0, out_blocks}});
-    else
+    } else {
       body(Share{{0, rows}, thread_share(blocks, tid, nthreads), thread_share(out_blocks, tid, nthreads)});
+    }
   }
   barrier = nullptr;
 }

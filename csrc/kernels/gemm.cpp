@@ -76,7 +76,8 @@ constexpr int panels_per_tile(int R) {
 // One R x (P*NR) tile of C from a kc-deep slice.
 //   a: packed strip (element (r, k) at a[k*MR + r]) or row-major (a[r*lda + k])
 //   b: P panels at b + p*ps_b, row k of a panel at + k*rs_b, NR readable columns each
-//   b_next: a panel laid out like b, prefetched into cache row by row during the k loop
+//   b_next: a panel laid out like b, prefetched into cache row by row during the k loop (a
+//           one-row tile of several panels prefetches its own panels ahead instead)
 //   c: (R, n_valid) written, n_valid <= P*NR
 template <typename T, int R, int P, bool kPackedA>
 void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
@@ -94,8 +95,15 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   for (index k = 0; k < kc; ++k) {
-    __builtin_prefetch(b_next + k * rs_b);
-    if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
+    if constexpr (R == 1 && P > 1) {
+      // One row against several panels (a batch-1 product) streams its panels from L2 and
+      // does too little arithmetic per line to hide the misses: fetch a few rows ahead.
+      constexpr index kRowsAhead = 4;
+      for (int p = 0; p < P; ++p) __builtin_prefetch(b + p * ps_b + (k + kRowsAhead) * rs_b);
+    } else {
+      __builtin_prefetch(b_next + k * rs_b);
+      if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
+    }
     auto a_at = [&](int r) { return V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]); };
     auto b_at = [&](int v) { return V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W); };
     // Hold whichever operand has fewer vectors in registers and stream the other, so that
