@@ -177,8 +177,8 @@ class _RecurrentLayer(ParameterModule):
         # what the kernel takes (the usual loop feeding back the returned state), hand them over
         # as they are; the kernel checks them and anything else takes the general path below.
         if (not self.training and self.num_layers == 1 and _backend.ops() is _core
-                and type(h) is np.ndarray and h.ndim == 3 and h.shape[0] == 1
-                and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3 and c.shape[0] == 1))):
+                and type(h) is np.ndarray and h.ndim == 3
+                and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3))):
             try:
                 h_n, c_n = _core.layer_step(x, h, c if is_lstm else None,
                                             self._packed(0, self.cell, self._layer0_arrays))
@@ -378,7 +378,7 @@ class LSTM(_RecurrentLayer):
         """One time step for streaming inference: ``y_t, (h, c) = lstm.step(x_t, (h, c))`` with
         ``x_t`` ``(B, I)`` or ``(I,)`` and states shaped like ``(h_n, c_n)`` (None: zeros). Keeps
         no cache and applies no dropout, in either mode; equals the full forward one step at a time."""
-        h, c = _checks.pair(state, "state", ("h", "c"))
+        h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))
         y, h_n, c_n = self._step(x_t, h, c)
         return y, (h_n, c_n)
 

@@ -10,6 +10,7 @@
 #include "kernels/gemm.h"
 #include "kernels/layer_plan.h"
 #include "kernels/packed_layer.h"
+#include "vec/lanes.h"
 #include "vec/vec_math.h"
 
 // The row functions are inlined into the step's loop over blocks (one loop nest per row).
@@ -44,17 +45,6 @@ struct ForwardContext {
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
   StepBarrier* barrier;    // the time loop's team
-};
-
-// Loads and stores of lanes [0, m) where m may be short of a full register (block tails).
-template <typename T>
-struct Lanes {
-  int m;
-  Vec<T> load(const T* p) const { return m == Vec<T>::width ? Vec<T>::loadu(p) : Vec<T>::load_partial(p, m); }
-  void store(Vec<T> v, T* p) const {
-    if (m == Vec<T>::width) v.storeu(p);
-    else v.store_partial(p, m);
-  }
 };
 
 // Row b's input projection from unit u0: gate g's units at p + g*stride (in training they are

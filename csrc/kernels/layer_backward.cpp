@@ -15,6 +15,7 @@
 #include "kernels/layer.h"
 #include "kernels/barrier.h"
 #include "kernels/layer_plan.h"
+#include "vec/lanes.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
@@ -48,98 +49,136 @@ struct BackStep {
   T* dG;                   // (B, G*H) rows of step t
 };
 
-// ---- element-wise gate gradients: one row b, units [u0, u1) ----
+// ---- element-wise gate gradients: one row b, units [u0, u1), a register at a time ----
 
 template <typename T>
 T output_grad(const BackStep<T>& s, index b, index P, index u) {
   return s.dh_in[b * P + u] + (s.dy ? s.dy[b * P + u] : T(0));
 }
 
+// Row b's gradient of the step's outputs from unit u0: dh_in + dy (just dh_in without dy), or
+// for the projected LSTM the gradient of o*tanh(c) computed before the row.
+template <typename T>
+struct OutputGrad {
+  const T* dh;
+  const T* dy;  // or null
+  Vec<T> load(const Lanes<T>& l, index k) const {
+    return dy ? l.load(dh + k) + l.load(dy + k) : l.load(dh + k);
+  }
+};
+template <typename T>
+OutputGrad<T> output_grad_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0) {
+  const index P = c.d.P;
+  if (c.d.has_proj) return {c.dhraw + b * c.d.H + u0, nullptr};
+  return {s.dh_in + b * P + u0, s.dy ? s.dy + b * P + u0 : nullptr};
+}
+
 template <typename T>
 void rnn_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  using V = Vec<T>;
   const index H = c.d.H;
-  const T* h = c.ws.gates + (s.t * c.d.B + b) * H;
-  T* dg = s.dG + b * H;
+  const OutputGrad<T> out = output_grad_row(c, s, b, u0);
+  const T* h = c.ws.gates + (s.t * c.d.B + b) * H + u0;
+  T* dg = s.dG + b * H + u0;
   const bool tanh = c.d.cell == Cell::RnnTanh;
-  for (index u = u0; u < u1; ++u) {
-    const T dh = output_grad(s, b, H, u);
-    dg[u] = tanh ? dh * (T(1) - h[u] * h[u]) : (h[u] > T(0) ? dh : T(0));
-  }
+  const V one = V::broadcast(T(1)), zero = V::zero();
+  for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
+    const V dh = out.load(l, k), hv = l.load(h + k);
+    l.store(tanh ? dh * (one - hv * hv) : select(less(zero, hv), dh, zero), dg + k);
+  });
 }
 
 // dc (B, H) is the running cell-state gradient, updated in place to dc_prev.
 template <typename T>
 void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1, T* dc) {
+  using V = Vec<T>;
   const index H = c.d.H, row = s.t * c.d.B + b;
-  const T* gt = c.ws.gates + row * 4 * H;
-  const T *i = gt, *f = gt + H, *g = gt + 2 * H, *o = gt + 3 * H;
-  const T* c_prev = c.ws.cprev + row * H;
-  const T* tc = c.ws.tanhc + row * H;
-  T* dg = s.dG + b * 4 * H;
-  T* dcb = dc + b * H;
-  for (index u = u0; u < u1; ++u) {
-    const T dh = c.d.has_proj ? c.dhraw[b * H + u] : output_grad(s, b, H, u);
-    const T dct = dcb[u] + dh * o[u] * (T(1) - tc[u] * tc[u]);
-    dg[u] = dct * g[u] * i[u] * (T(1) - i[u]);
-    dg[H + u] = dct * c_prev[u] * f[u] * (T(1) - f[u]);
-    dg[2 * H + u] = dct * i[u] * (T(1) - g[u] * g[u]);
-    dg[3 * H + u] = dh * tc[u] * o[u] * (T(1) - o[u]);
-    dcb[u] = dct * f[u];
-  }
+  const OutputGrad<T> out = output_grad_row(c, s, b, u0);
+  const T* gt = c.ws.gates + row * 4 * H + u0;  // i, f, g, o at + 0, H, 2H, 3H
+  const T* c_prev = c.ws.cprev + row * H + u0;
+  const T* tc = c.ws.tanhc + row * H + u0;
+  T* dg = s.dG + b * 4 * H + u0;
+  T* dcb = dc + b * H + u0;
+  const V one = V::broadcast(T(1));
+  for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
+    const V dh = out.load(l, k), t = l.load(tc + k);
+    const V i = l.load(gt + k), f = l.load(gt + H + k), g = l.load(gt + 2 * H + k), o = l.load(gt + 3 * H + k);
+    const V dct = l.load(dcb + k) + dh * o * (one - t * t);
+    l.store(dct * g * i * (one - i), dg + k);
+    l.store(dct * l.load(c_prev + k) * f * (one - f), dg + H + k);
+    l.store(dct * i * (one - g * g), dg + 2 * H + k);
+    l.store(dh * t * o * (one - o), dg + 3 * H + k);
+    l.store(dct * f, dcb + k);
+  });
 }
 
 // GRU, reset after the product: h' = n + z (h - n), n = tanh(x_n + r * hn), hn = h W_hn^T + b_hn.
 template <typename T>
 void gru_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  using V = Vec<T>;
   const index H = c.d.H, row = s.t * c.d.B + b;
-  const T* gt = c.ws.gates + row * 3 * H;
-  const T *r = gt, *z = gt + H, *n = gt + 2 * H;
-  const T* hn = c.ws.hn_lin + row * H;
-  const T* h_prev = c.ws.hprev + row * H;
-  T* dg = s.dG + b * 3 * H;
-  T* dgh = c.dgh + b * 3 * H;
-  T* dhn = c.dhn + row * H;
-  for (index u = u0; u < u1; ++u) {
-    const T dh = output_grad(s, b, H, u);
-    const T dn = dh * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
-    const T dz = dh * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
-    const T dr = dn * hn[u] * r[u] * (T(1) - r[u]);
-    dg[u] = dgh[u] = dr;
-    dg[H + u] = dgh[H + u] = dz;
-    dg[2 * H + u] = dn;
-    dgh[2 * H + u] = dhn[u] = dn * r[u];
-    c.direct[b * H + u] = dh * z[u];
-  }
+  const OutputGrad<T> out = output_grad_row(c, s, b, u0);
+  const T* gt = c.ws.gates + row * 3 * H + u0;  // r, z, n at + 0, H, 2H
+  const T* hn = c.ws.hn_lin + row * H + u0;
+  const T* h_prev = c.ws.hprev + row * H + u0;
+  T* dg = s.dG + b * 3 * H + u0;
+  T* dgh = c.dgh + b * 3 * H + u0;
+  T* dhn = c.dhn + row * H + u0;
+  T* direct = c.direct + b * H + u0;
+  const V one = V::broadcast(T(1));
+  for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
+    const V dh = out.load(l, k);
+    const V r = l.load(gt + k), z = l.load(gt + H + k), n = l.load(gt + 2 * H + k);
+    const V dn = dh * (one - z) * (one - n * n);
+    const V dz = dh * (l.load(h_prev + k) - n) * z * (one - z);
+    const V dr = dn * l.load(hn + k) * r * (one - r);
+    const V dn_r = dn * r;
+    l.store(dr, dg + k);
+    l.store(dr, dgh + k);
+    l.store(dz, dg + H + k);
+    l.store(dz, dgh + H + k);
+    l.store(dn, dg + 2 * H + k);
+    l.store(dn_r, dgh + 2 * H + k);
+    l.store(dn_r, dhn + k);
+    l.store(dh * z, direct + k);
+  });
 }
 
 // GRU, reset before the product, first phase: the n and z gradients and the direct path.
 template <typename T>
 void gru_rb_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  using V = Vec<T>;
   const index H = c.d.H, row = s.t * c.d.B + b;
-  const T* gt = c.ws.gates + row * 3 * H;
-  const T *z = gt + H, *n = gt + 2 * H;
-  const T* h_prev = c.ws.hprev + row * H;
-  T* dg = s.dG + b * 3 * H;
-  for (index u = u0; u < u1; ++u) {
-    const T dh = output_grad(s, b, H, u);
-    dg[H + u] = dh * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
-    dg[2 * H + u] = dh * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
-    c.direct[b * H + u] = dh * z[u];
-  }
+  const OutputGrad<T> out = output_grad_row(c, s, b, u0);
+  const T* gt = c.ws.gates + row * 3 * H + u0;  // z, n at + H, 2H
+  const T* h_prev = c.ws.hprev + row * H + u0;
+  T* dg = s.dG + b * 3 * H + u0;
+  T* direct = c.direct + b * H + u0;
+  const V one = V::broadcast(T(1));
+  for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
+    const V dh = out.load(l, k), z = l.load(gt + H + k), n = l.load(gt + 2 * H + k);
+    l.store(dh * (l.load(h_prev + k) - n) * z * (one - z), dg + H + k);
+    l.store(dh * (one - z) * (one - n * n), dg + 2 * H + k);
+    l.store(dh * z, direct + k);
+  });
 }
 
 // Second phase, given d(r*h) of the row: the r gradient and r's share of the direct path.
 template <typename T>
 void gru_rb_reset_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1) {
+  using V = Vec<T>;
   const index H = c.d.H, row = s.t * c.d.B + b;
-  const T* r = c.ws.gates + row * 3 * H;
-  const T* h_prev = c.ws.hprev + row * H;
-  const T* drh = c.dhraw + b * H;
-  T* dg = s.dG + b * 3 * H;
-  for (index u = u0; u < u1; ++u) {
-    dg[u] = drh[u] * h_prev[u] * r[u] * (T(1) - r[u]);
-    c.direct[b * H + u] += drh[u] * r[u];
-  }
+  const T* r = c.ws.gates + row * 3 * H + u0;
+  const T* h_prev = c.ws.hprev + row * H + u0;
+  const T* drh = c.dhraw + b * H + u0;
+  T* dg = s.dG + b * 3 * H + u0;
+  T* direct = c.direct + b * H + u0;
+  const V one = V::broadcast(T(1));
+  for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
+    const V d = l.load(drh + k), rv = l.load(r + k);
+    l.store(d * l.load(h_prev + k) * rv * (one - rv), dg + k);
+    l.store(l.load(direct + k) + d * rv, direct + k);
+  });
 }
 
 template <typename T>
