@@ -282,8 +282,9 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
 
   // Every buffer is allocated here, before the time loop.
   const bool gru = d.cell == Cell::Gru, gru_rb = d.cell == Cell::GruResetBefore;
-  std::vector<T> dG(static_cast<size_t>(TB * GH));
-  std::vector<T> per_call(static_cast<size_t>((gru ? TB * H : 0) + (d.has_proj ? TB * P : 0)));
+  // dG and the per-call arrays are written in full by the loop (padding rows with zeros).
+  UninitBuffer<T> dG(static_cast<size_t>(TB * GH));
+  UninitBuffer<T> per_call(static_cast<size_t>((gru ? TB * H : 0) + (d.has_proj ? TB * P : 0)));
   std::vector<T> per_step(static_cast<size_t>(B * GH + 2 * B * H + 2 * B * P));
   c.dG = dG.data();
   c.dhn = gru ? per_call.data() : nullptr;
