@@ -19,6 +19,8 @@ def run(cls, kwargs, threads, x, lengths, hidden):
         layer = cls(x.shape[2], hidden, num_layers=2, bidirectional=True, seed=7, **kwargs)
         y, state = layer(x, lengths=lengths)
         dx, dstate = layer.backward(np.cos(y))
+        y_eval, _ = layer.eval()(x, lengths=lengths)   # inference on cached panels
+        np.testing.assert_array_equal(y_eval, y)
         step_y, _ = layer.__class__(x.shape[2], hidden, seed=7, **kwargs).eval().step(x[0])
         states = state if isinstance(state, tuple) else (state,)
         dstates = dstate if isinstance(dstate, tuple) else (dstate,)

@@ -28,7 +28,7 @@ struct Step {
   T* c_out;                // (B, H) LSTM (may equal c_in)
   T* xg;                   // (B, G*H) input projection of this step; activated gates in training
   T* y;                    // (B, P) output rows of this step
-  bool xg_blocked = false; // xg's columns gate-blocked as the panels (a streaming step's product)
+  bool xg_blocked = false; // xg's columns gate-blocked as the panels (products on cached w_in)
 };
 
 template <typename T>

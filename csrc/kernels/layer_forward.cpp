@@ -1,7 +1,8 @@
 // Forward pass of one layer in one direction over a whole sequence.
 //
 // 1. The input projection of every step is one GEMM: xg (T*B, G*H) = x W_ih^T (the folded
-//    bias is added in the cell math, saving a pass over xg).
+//    bias is added in the cell math, saving a pass over xg). Inference on cached panels runs
+//    it inside the time loop's team, on the cached W_ih panels, in their gate-blocked order.
 // 2. One OpenMP parallel region runs the time loop. Each thread owns fixed blocks of hidden
 //    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
 //    its units at once), then immediately applies bias, activations and the state update
@@ -88,13 +89,18 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
       }
       continue;
     }
-    if (b + 1 < rows.end && !s.xg_blocked) {
-      // The input projection was written long before this step and its rows are short runs
-      // (one per gate) that the hardware prefetcher picks up late: fetch the next row now.
+    if (b + 1 < rows.end) {
+      // The input projection was written long before this step and a row's part of it is
+      // short runs (one per gate, or one gate-blocked run) that the hardware prefetcher picks
+      // up late: fetch the next row's now.
       constexpr index kLine = 64 / sizeof(T);
       const T* next = s.xg + (b + 1) * c.GH;
-      for (index g = 0; g < c.G; ++g)
-        for (index u = u_begin; u < u_end; u += kLine) __builtin_prefetch(next + g * H + u);
+      if (s.xg_blocked) {
+        for (index k = c.G * u_begin; k < c.G * u_end; k += kLine) __builtin_prefetch(next + k);
+      } else {
+        for (index g = 0; g < c.G; ++g)
+          for (index u = u_begin; u < u_end; u += kLine) __builtin_prefetch(next + g * H + u);
+      }
     }
     T* z_row = c.hg + b * Gr * H;
     auto each_block = [&](auto row) {
@@ -216,8 +222,6 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   c.scratch = c.hraw + B * H;
   T* ping = c.scratch + B * H;
 
-  gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
-
   // Cached panels from pack_layer when the caller has them, else packed for this call.
   PackedLayerWeights<T> own;
   AlignedVector<T> bias;
@@ -230,6 +234,29 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
     fold_bias(d, a, bias);
     c.bias = bias.data();
   }
+  // Inference on cached panels multiplies x with the cached gate-blocked W_ih^T inside the
+  // time loop's team (no packing of W_ih or x per call, no extra fork), each thread the part
+  // of xg it reads: its units' columns, or its batch rows. Training keeps xg in PyTorch's gate
+  // order (BPTT reads the activated gates that overwrite it) and uses one parallel GEMM.
+  const bool project_in_team = a.packed != nullptr && a.workspace == nullptr;
+  if (!project_in_team) gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
+  auto project_share = [&](const Share& sh, Split split) {
+    const PackedB<T>& w_in = c.packed->w_in;
+    if (split == Split::Units) {
+      const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
+      gemm_packed<T>(TB, G * u_begin, G * u_end, a.x, d.I, w_in, T(0), xg, GH);
+      return;
+    }
+    // The thread's rows of every step, a chunk of columns at a time whose panels stay in L2.
+    constexpr index kChunkBytes = 256 * 1024;
+    const index panel = packed_panel_width<T>();
+    const index chunk = std::max<index>(1, kChunkBytes / (d.I * panel * index(sizeof(T)))) * panel;
+    const index r0 = sh.rows.begin, nr = sh.rows.end - r0;
+    for (index n0 = 0; n0 < GH; n0 += chunk)
+      for (index t = 0; t < TT; ++t)
+        gemm_packed<T>(nr, n0, std::min(GH, n0 + chunk), a.x + (t * B + r0) * d.I, d.I, w_in, T(0),
+                       xg + (t * B + r0) * GH, GH);
+  };
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
@@ -257,6 +284,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
+    if (project_in_team) project_share(sh, plan.split);
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
       Step<T> step{t,
@@ -265,7 +293,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    lstm ? c_slot_in(t) : nullptr,
                    lstm ? c_slot_out(s, t) : nullptr,
                    xg + t * B * GH,
-                   a.y + t * B * P};
+                   a.y + t * B * P,
+                   project_in_team};
       run_step(c, step, sh);
       c.barrier->wait();
     }
