@@ -100,34 +100,43 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
   const V one = V::broadcast(T(1));
-  for (index k = 0; k < n; k += V::width) {
-    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    auto pre = [&](index g) { return l.load(z + g * n + k) + x.load(l, g, k); };
+  for_lane_groups<T>(n, [&](index k0, auto lanes) {
+    constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
+    auto each = [](auto statement) { for (int u = 0; u < N; ++u) statement(u); };
+    auto at = [k0](int u) { return k0 + u * V::width; };
+    auto pre = [&](int u, index g) { return lanes[u].load(z + g * n + at(u)) + x.load(lanes[u], g, at(u)); };
     // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
     // vec_math.h): divisions are the slowest part of the cell math.
-    const V zg = pre(2);
-    const Fraction<T> gt = tanh_fraction_v(zg);
-    const V di = sigmoid_denominator_v(pre(0));
-    const V r_ig = one / (di * gt.den);
-    const V f = one / sigmoid_denominator_v(pre(1));
-    const V cv = fma(f, l.load(c_prev + k), copysign(gt.num * r_ig, zg));
-    const Fraction<T> ct = tanh_fraction_v(cv);
-    const V d_o = sigmoid_denominator_v(pre(3));
-    const V r_oc = one / (d_o * ct.den);
-    const V hv = copysign(ct.num * r_oc, cv);
-    l.store(cv, c_next + k);
-    l.store(hv, h + k);
-    if (y) l.store(hv, y + k);
-    if (tanhc) {
-      // BPTT's activated gates: i and o from the shared reciprocals (an overflowing
-      // denominator gives the limit 0), g and tanh(c) on their own.
-      l.store(gt.den * r_ig, x.at(0) + k);
-      l.store(f, x.at(1) + k);
-      l.store(copysign(gt.num / gt.den, zg), x.at(2) + k);
-      l.store(ct.den * r_oc, x.at(3) + k);
-      l.store(copysign(ct.num / ct.den, cv), tanhc + k);
-    }
-  }
+    V zg[N], di[N], f[N], d_o[N], r_ig[N], cv[N], r_oc[N], hv[N];
+    Fraction<T> gt[N], ct[N];
+    each([&](int u) { zg[u] = pre(u, 2); });
+    each([&](int u) { gt[u] = tanh_fraction_v(zg[u]); });
+    each([&](int u) { di[u] = sigmoid_denominator_v(pre(u, 0)); });
+    each([&](int u) { f[u] = sigmoid_denominator_v(pre(u, 1)); });
+    each([&](int u) { d_o[u] = sigmoid_denominator_v(pre(u, 3)); });
+    each([&](int u) { r_ig[u] = one / (di[u] * gt[u].den); });
+    each([&](int u) { f[u] = one / f[u]; });
+    each([&](int u) { cv[u] = fma(f[u], lanes[u].load(c_prev + at(u)), copysign(gt[u].num * r_ig[u], zg[u])); });
+    each([&](int u) { ct[u] = tanh_fraction_v(cv[u]); });
+    each([&](int u) { r_oc[u] = one / (d_o[u] * ct[u].den); });
+    each([&](int u) { hv[u] = copysign(ct[u].num * r_oc[u], cv[u]); });
+    each([&](int u) {
+      const Lanes<T>& l = lanes[u];
+      const index k = at(u);
+      l.store(cv[u], c_next + k);
+      l.store(hv[u], h + k);
+      if (y) l.store(hv[u], y + k);
+      if (tanhc) {
+        // BPTT's activated gates: i and o from the shared reciprocals (an overflowing
+        // denominator gives the limit 0), g and tanh(c) on their own.
+        l.store(gt[u].den * r_ig[u], x.at(0) + k);
+        l.store(f[u], x.at(1) + k);
+        l.store(copysign(gt[u].num / gt[u].den, zg[u]), x.at(2) + k);
+        l.store(ct[u].den * r_oc[u], x.at(3) + k);
+        l.store(copysign(ct[u].num / ct[u].den, cv[u]), tanhc + k);
+      }
+    });
+  });
 }
 
 // GRU, reset gate after the product (PyTorch): n = tanh(x_n + r * (h W_hn^T + b_hn)),
@@ -142,22 +151,32 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
-  for (index k = 0; k < n; k += V::width) {
-    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V r = sigmoid_v(l.load(z + k) + x.load(l, 0, k));
-    const V u = sigmoid_v(l.load(z + n + k) + x.load(l, 1, k));
-    const V hn = b_hn ? l.load(z + 2 * n + k) + l.load(b_hn + k) : l.load(z + 2 * n + k);
-    const V nv = tanh_v(fma(r, hn, x.load(l, 2, k)));
-    const V hv = fma(u, l.load(h_prev + k) - nv, nv);
-    l.store(hv, h + k);
-    if (y != h) l.store(hv, y + k);
-    if (hn_store) {
-      l.store(hn, hn_store + k);
-      l.store(r, x.at(0) + k);
-      l.store(u, x.at(1) + k);
-      l.store(nv, x.at(2) + k);
-    }
-  }
+  for_lane_groups<T>(n, [&](index k0, auto lanes) {
+    constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
+    auto each = [](auto statement) { for (int i = 0; i < N; ++i) statement(i); };
+    auto at = [k0](int i) { return k0 + i * V::width; };
+    V r[N], u[N], hn[N], nv[N];
+    each([&](int i) { r[i] = sigmoid_v(lanes[i].load(z + at(i)) + x.load(lanes[i], 0, at(i))); });
+    each([&](int i) { u[i] = sigmoid_v(lanes[i].load(z + n + at(i)) + x.load(lanes[i], 1, at(i))); });
+    each([&](int i) {
+      const V zn = lanes[i].load(z + 2 * n + at(i));
+      hn[i] = b_hn ? zn + lanes[i].load(b_hn + at(i)) : zn;
+    });
+    each([&](int i) { nv[i] = tanh_v(fma(r[i], hn[i], x.load(lanes[i], 2, at(i)))); });
+    each([&](int i) {
+      const Lanes<T>& l = lanes[i];
+      const index k = at(i);
+      const V hv = fma(u[i], l.load(h_prev + k) - nv[i], nv[i]);
+      l.store(hv, h + k);
+      if (y != h) l.store(hv, y + k);
+      if (hn_store) {
+        l.store(hn[i], hn_store + k);
+        l.store(r[i], x.at(0) + k);
+        l.store(u[i], x.at(1) + k);
+        l.store(nv[i], x.at(2) + k);
+      }
+    });
+  });
 }
 
 // GRU, reset gate before the product (ONNX default), first phase: r and z into z (kept for
