@@ -13,8 +13,10 @@
 #include "vec/lanes.h"
 #include "vec/vec_math.h"
 
-// The row functions are inlined into the step's loop over blocks (one loop nest per row).
+// The row functions are inlined into the step's loop over blocks (one loop nest per row), and
+// so are the lambdas of their loops over register groups.
 #define PYRNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define PYRNN_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace pyrnn::PYRNN_ISA {
 
@@ -100,7 +102,7 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
   const V one = V::broadcast(T(1));
-  for_lane_groups<T>(n, [&](index k0, auto lanes) {
+  for_lane_groups<T>(n, [&](index k0, auto lanes) PYRNN_INLINE_LAMBDA {
     constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
     auto each = [](auto statement) { for (int u = 0; u < N; ++u) statement(u); };
     auto at = [k0](int u) { return k0 + u * V::width; };
@@ -151,7 +153,7 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
-  for_lane_groups<T>(n, [&](index k0, auto lanes) {
+  for_lane_groups<T>(n, [&](index k0, auto lanes) PYRNN_INLINE_LAMBDA {
     constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
     auto each = [](auto statement) { for (int i = 0; i < N; ++i) statement(i); };
     auto at = [k0](int i) { return k0 + i * V::width; };
