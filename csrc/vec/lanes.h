@@ -21,7 +21,7 @@ struct Lanes {
 
 // body(k, lanes) for k = 0, width, 2*width, ... < n, the last call's lanes possibly short.
 template <typename T, typename Body>
-inline void for_lanes(index n, Body body) {
+inline __attribute__((always_inline)) void for_lanes(index n, Body body) {
   constexpr int W = Vec<T>::width;
   for (index k = 0; k < n; k += W) body(k, Lanes<T>{static_cast<int>(std::min<index>(W, n - k))});
 }
@@ -33,9 +33,10 @@ inline void for_lanes(index n, Body body) {
 constexpr int kRegistersInFlight = 2;
 
 // body(k, lanes) over [0, n): lanes is a std::array of Lanes<T>, register u at k + u*width;
-// groups of kRegistersInFlight full registers, then the rest one register at a time.
+// groups of kRegistersInFlight full registers, then the rest one register at a time. Always
+// inlined (as for_lanes), so that a row's cell math is one loop nest in its caller.
 template <typename T, typename Body>
-inline void for_lane_groups(index n, Body body) {
+inline __attribute__((always_inline)) void for_lane_groups(index n, Body body) {
   constexpr int W = Vec<T>::width, G = kRegistersInFlight;
   index k = 0;
   std::array<Lanes<T>, G> full;
