@@ -51,8 +51,9 @@ class StepBarrier {
 };
 
 // Runs body(share) on every thread of one OpenMP team of `threads`. `barrier` points at the
-// team's step barrier meanwhile (a no-op when split by rows or run alone). Denormals are flushed on every thread of the team (the caller flushes its
-// own: a one-thread loop runs on it).
+// team's step barrier meanwhile (a no-op when split by rows or run alone). Denormals are
+// flushed on every thread of the team (the caller flushes its own: a one-thread loop runs on
+// it).
 template <typename Body>
 void run_team(int threads, Split split, index rows, index blocks, index out_blocks,
               StepBarrier*& barrier, Body body) {

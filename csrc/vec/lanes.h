@@ -1,5 +1,6 @@
 // Lanes<T>: loads and stores of the first m lanes of a register, for element-wise loops over
-// runs whose last register may be short (block and row tails), and for_lanes to run one.
+// runs whose last register may be short (block and row tails); for_lanes runs such a loop a
+// register at a time, for_lane_groups a few registers at a time.
 #pragma once
 
 #include <algorithm>
