@@ -99,8 +99,9 @@ def test_nan_in_operands_propagates(isa):
     assert np.isnan(out[1]).all() and not np.isnan(out[[0, 2]]).any()
 
 
-# Shapes large enough to be split across threads, by columns and by rows.
-THREADED = [(300, 257, 200), (1, 4096, 256), (2000, 16, 64), (129, 1030, 70)]
+# Shapes large enough to be split across threads (over 8 MFLOP: gemm.cpp's kMinFlopsPerThread),
+# by columns and by rows.
+THREADED = [(300, 257, 200), (1, 4096, 1100), (2000, 16, 300), (129, 1030, 70)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
