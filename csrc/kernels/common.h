@@ -11,3 +11,8 @@
 #define PYRNN_STRINGIFY_(x) #x
 #define PYRNN_STRINGIFY(x) PYRNN_STRINGIFY_(x)
 #define PYRNN_ISA_NAME PYRNN_STRINGIFY(PYRNN_ISA)
+
+// Force inlining where one fused loop nest matters (cell math, its register loops); on a lambda
+// the attribute goes after the parameter list.
+#define PYRNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define PYRNN_INLINE_LAMBDA __attribute__((always_inline))

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/barrier.h"
 #include "kernels/gemm.h"
@@ -12,11 +13,6 @@
 #include "kernels/packed_layer.h"
 #include "vec/lanes.h"
 #include "vec/vec_math.h"
-
-// The row functions are inlined into the step's loop over blocks (one loop nest per row), and
-// so are the lambdas of their loops over register groups.
-#define PYRNN_ALWAYS_INLINE inline __attribute__((always_inline))
-#define PYRNN_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace pyrnn::PYRNN_ISA {
 
@@ -72,6 +68,7 @@ XRow<T> x_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
 
 // z (G*n): gate-blocked recurrent products of the block. A gate's pre-activation is
 // z + (x + bias), the same sum in the same order on every path (steps equal the forward).
+// The row functions are inlined into the step's loop over blocks (one loop nest per row).
 
 template <typename T>
 PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
@@ -102,29 +99,31 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
   const V one = V::broadcast(T(1));
-  for_lane_groups<T>(n, [&](index k0, auto lanes) PYRNN_INLINE_LAMBDA {
-    constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
-    auto each = [](auto statement) { for (int u = 0; u < N; ++u) statement(u); };
-    auto at = [k0](int u) { return k0 + u * V::width; };
-    auto pre = [&](int u, index g) { return lanes[u].load(z + g * n + at(u)) + x.load(lanes[u], g, at(u)); };
+  for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
+    constexpr int N = std::decay_t<decltype(group)>::size;
+    auto pre = [&](int u, index g) {
+      return group.lanes[u].load(z + g * n + group.at(u)) + x.load(group.lanes[u], g, group.at(u));
+    };
     // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
     // vec_math.h): divisions are the slowest part of the cell math.
     V zg[N], di[N], f[N], d_o[N], r_ig[N], cv[N], r_oc[N], hv[N];
     Fraction<T> gt[N], ct[N];
-    each([&](int u) { zg[u] = pre(u, 2); });
-    each([&](int u) { gt[u] = tanh_fraction_v(zg[u]); });
-    each([&](int u) { di[u] = sigmoid_denominator_v(pre(u, 0)); });
-    each([&](int u) { f[u] = sigmoid_denominator_v(pre(u, 1)); });
-    each([&](int u) { d_o[u] = sigmoid_denominator_v(pre(u, 3)); });
-    each([&](int u) { r_ig[u] = one / (di[u] * gt[u].den); });
-    each([&](int u) { f[u] = one / f[u]; });
-    each([&](int u) { cv[u] = fma(f[u], lanes[u].load(c_prev + at(u)), copysign(gt[u].num * r_ig[u], zg[u])); });
-    each([&](int u) { ct[u] = tanh_fraction_v(cv[u]); });
-    each([&](int u) { r_oc[u] = one / (d_o[u] * ct[u].den); });
-    each([&](int u) { hv[u] = copysign(ct[u].num * r_oc[u], cv[u]); });
-    each([&](int u) {
-      const Lanes<T>& l = lanes[u];
-      const index k = at(u);
+    group.each([&](int u) { zg[u] = pre(u, 2); });
+    group.each([&](int u) { gt[u] = tanh_fraction_v(zg[u]); });
+    group.each([&](int u) { di[u] = sigmoid_denominator_v(pre(u, 0)); });
+    group.each([&](int u) { f[u] = sigmoid_denominator_v(pre(u, 1)); });
+    group.each([&](int u) { d_o[u] = sigmoid_denominator_v(pre(u, 3)); });
+    group.each([&](int u) { r_ig[u] = one / (di[u] * gt[u].den); });
+    group.each([&](int u) { f[u] = one / f[u]; });
+    group.each([&](int u) {
+      cv[u] = fma(f[u], group.lanes[u].load(c_prev + group.at(u)), copysign(gt[u].num * r_ig[u], zg[u]));
+    });
+    group.each([&](int u) { ct[u] = tanh_fraction_v(cv[u]); });
+    group.each([&](int u) { r_oc[u] = one / (d_o[u] * ct[u].den); });
+    group.each([&](int u) { hv[u] = copysign(ct[u].num * r_oc[u], cv[u]); });
+    group.each([&](int u) {
+      const Lanes<T>& l = group.lanes[u];
+      const index k = group.at(u);
       l.store(cv[u], c_next + k);
       l.store(hv[u], h + k);
       if (y) l.store(hv[u], y + k);
@@ -153,21 +152,19 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
-  for_lane_groups<T>(n, [&](index k0, auto lanes) PYRNN_INLINE_LAMBDA {
-    constexpr int N = static_cast<int>(std::tuple_size_v<decltype(lanes)>);
-    auto each = [](auto statement) { for (int i = 0; i < N; ++i) statement(i); };
-    auto at = [k0](int i) { return k0 + i * V::width; };
+  for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
+    constexpr int N = std::decay_t<decltype(group)>::size;
     V r[N], u[N], hn[N], nv[N];
-    each([&](int i) { r[i] = sigmoid_v(lanes[i].load(z + at(i)) + x.load(lanes[i], 0, at(i))); });
-    each([&](int i) { u[i] = sigmoid_v(lanes[i].load(z + n + at(i)) + x.load(lanes[i], 1, at(i))); });
-    each([&](int i) {
-      const V zn = lanes[i].load(z + 2 * n + at(i));
-      hn[i] = b_hn ? zn + lanes[i].load(b_hn + at(i)) : zn;
+    group.each([&](int i) { r[i] = sigmoid_v(group.lanes[i].load(z + group.at(i)) + x.load(group.lanes[i], 0, group.at(i))); });
+    group.each([&](int i) { u[i] = sigmoid_v(group.lanes[i].load(z + n + group.at(i)) + x.load(group.lanes[i], 1, group.at(i))); });
+    group.each([&](int i) {
+      const V zn = group.lanes[i].load(z + 2 * n + group.at(i));
+      hn[i] = b_hn ? zn + group.lanes[i].load(b_hn + group.at(i)) : zn;
     });
-    each([&](int i) { nv[i] = tanh_v(fma(r[i], hn[i], x.load(lanes[i], 2, at(i)))); });
-    each([&](int i) {
-      const Lanes<T>& l = lanes[i];
-      const index k = at(i);
+    group.each([&](int i) { nv[i] = tanh_v(fma(r[i], hn[i], x.load(group.lanes[i], 2, group.at(i)))); });
+    group.each([&](int i) {
+      const Lanes<T>& l = group.lanes[i];
+      const index k = group.at(i);
       const V hv = fma(u[i], l.load(h_prev + k) - nv[i], nv[i]);
       l.store(hv, h + k);
       if (y != h) l.store(hv, y + k);

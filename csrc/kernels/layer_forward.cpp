@@ -50,6 +50,29 @@ void reset_product(const ForwardContext<T>& c, Range r, index u_begin, index u_e
                  T(0), hn + r.begin * H, H);
 }
 
+// xg (steps*B, G*H), gate-blocked as the cached W_ih panels: x W_ih^T for the part of it the
+// calling thread reads, its units' columns (units split) or its batch rows (rows split).
+template <typename T>
+void input_product(const ForwardContext<T>& c, const T* x, index steps, const Share& sh, Split split,
+                   T* xg) {
+  const index B = c.d.B, I = c.d.I, GH = c.GH;
+  const PackedB<T>& w_in = c.packed->w_in;
+  if (split == Split::Units) {
+    const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
+    gemm_packed<T>(steps * B, c.G * u_begin, c.G * u_end, x, I, w_in, T(0), xg, GH);
+    return;
+  }
+  // The thread's rows of every step, a chunk of columns at a time whose panels stay in L2.
+  constexpr index kChunkBytes = 256 * 1024;
+  const index panel = packed_panel_width<T>();
+  const index chunk = std::max<index>(1, kChunkBytes / (I * panel * index(sizeof(T)))) * panel;
+  const index r0 = sh.rows.begin, nr = sh.rows.end - r0;
+  for (index n0 = 0; n0 < GH; n0 += chunk)
+    for (index t = 0; t < steps; ++t)
+      gemm_packed<T>(nr, n0, std::min(GH, n0 + chunk), x + (t * B + r0) * I, I, w_in, T(0),
+                     xg + (t * B + r0) * GH, GH);
+}
+
 // Projected LSTM: h_out (B, P) columns [p0, p1) = hraw W_hr^T.
 template <typename T>
 void projection_product(const ForwardContext<T>& c, Range r, index p0, index p1, T* h_out) {
@@ -240,23 +263,6 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   // order (BPTT reads the activated gates that overwrite it) and uses one parallel GEMM.
   const bool project_in_team = a.packed != nullptr && a.workspace == nullptr;
   if (!project_in_team) gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
-  auto project_share = [&](const Share& sh, Split split) {
-    const PackedB<T>& w_in = c.packed->w_in;
-    if (split == Split::Units) {
-      const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
-      gemm_packed<T>(TB, G * u_begin, G * u_end, a.x, d.I, w_in, T(0), xg, GH);
-      return;
-    }
-    // The thread's rows of every step, a chunk of columns at a time whose panels stay in L2.
-    constexpr index kChunkBytes = 256 * 1024;
-    const index panel = packed_panel_width<T>();
-    const index chunk = std::max<index>(1, kChunkBytes / (d.I * panel * index(sizeof(T)))) * panel;
-    const index r0 = sh.rows.begin, nr = sh.rows.end - r0;
-    for (index n0 = 0; n0 < GH; n0 += chunk)
-      for (index t = 0; t < TT; ++t)
-        gemm_packed<T>(nr, n0, std::min(GH, n0 + chunk), a.x + (t * B + r0) * d.I, d.I, w_in, T(0),
-                       xg + (t * B + r0) * GH, GH);
-  };
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
   // it) and the final one into h_n; inference ping-pongs between two buffers.
@@ -284,7 +290,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
-    if (project_in_team) project_share(sh, plan.split);
+    if (project_in_team) input_product(c, a.x, TT, sh, plan.split, xg);
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
       Step<T> step{t,
@@ -341,8 +347,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, B, c.blocks.count);
   run_team(nt, Split::Units, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
-    const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
-    gemm_packed<T>(B, G * u_begin, G * u_end, a.x, I, packed.w_in, T(0), xin, GH);
+    input_product(c, a.x, 1, sh, Split::Units, xin);
     Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xin, a.y, true};
     run_step(c, step, sh);
   });

@@ -114,9 +114,10 @@ inline int loop_threads(double flops_per_step, index rows, index parts) {
 // needs no barrier, but every thread then reads all the recurrent weights each step: worth it
 // up to about 1 MB of weights (from each core's L2, or the shared L3), where a step is short
 // enough that the barrier and the narrower products of a units split cost more, as long as
-// each thread gets a few rows and the call is worth a fork. Measured at 2 threads, (T, B, H) = (200, 16, 64): LSTM 5.3 ->
-// 3.1 ms, RNN 1.31 -> 0.95 ms; (100, 32, 256): LSTM, GRU, RNN 3-7% faster; at H = 512 the
-// units split stays faster. Otherwise split by units (loop_threads).
+// each thread gets a few rows and the call is worth a fork. Measured at 2 threads,
+// (T, B, H) = (200, 16, 64): LSTM 5.3 -> 3.1 ms, RNN 1.31 -> 0.95 ms; (100, 32, 256): LSTM,
+// GRU, RNN 3-7% faster; at H = 512 the units split stays faster. Otherwise split by units
+// (loop_threads).
 template <typename T>
 index recurrent_weight_bytes(const LayerDims& d) {
   return (gate_count(d.cell) * d.H * d.P + (d.has_proj ? d.H * d.P : 0)) * index(sizeof(T));

@@ -1,6 +1,6 @@
 // Lanes<T>: loads and stores of the first m lanes of a register, for element-wise loops over
 // runs whose last register may be short (block and row tails); for_lanes runs such a loop a
-// register at a time, for_lane_groups a few registers at a time.
+// register at a time, for_lane_groups a LaneGroup of a few registers at a time.
 #pragma once
 
 #include <algorithm>
@@ -22,7 +22,7 @@ struct Lanes {
 
 // body(k, lanes) for k = 0, width, 2*width, ... < n, the last call's lanes possibly short.
 template <typename T, typename Body>
-inline __attribute__((always_inline)) void for_lanes(index n, Body body) {
+PYRNN_ALWAYS_INLINE void for_lanes(index n, Body body) {
   constexpr int W = Vec<T>::width;
   for (index k = 0; k < n; k += W) body(k, Lanes<T>{static_cast<int>(std::min<index>(W, n - k))});
 }
@@ -33,17 +33,35 @@ inline __attribute__((always_inline)) void for_lanes(index n, Body body) {
 // is a hundred instructions long (LSTM cell math: 74 -> 57 cycles per register on Zen 3).
 constexpr int kRegistersInFlight = 2;
 
-// body(k, lanes) over [0, n): lanes is a std::array of Lanes<T>, register u at k + u*width;
-// groups of kRegistersInFlight full registers, then the rest one register at a time. Always
-// inlined (as for_lanes), so that a row's cell math is one loop nest in its caller.
+// N registers of a run from k0: register u holds elements [at(u), at(u) + lanes[u].m).
+template <typename T, int N>
+struct LaneGroup {
+  static constexpr int size = N;
+  index k0;
+  std::array<Lanes<T>, N> lanes;
+  index at(int u) const { return k0 + u * Vec<T>::width; }
+  // statement(u) for every register: the cell math writes each step of its chain this way.
+  template <typename Statement>
+  PYRNN_ALWAYS_INLINE void each(Statement statement) const {
+    for (int u = 0; u < N; ++u) statement(u);
+  }
+};
+
+// body(group) over [0, n): groups of kRegistersInFlight full registers, then the rest one
+// register at a time. Always inlined (as for_lanes), so that a row's cell math is one loop
+// nest in its caller.
 template <typename T, typename Body>
-inline __attribute__((always_inline)) void for_lane_groups(index n, Body body) {
+PYRNN_ALWAYS_INLINE void for_lane_groups(index n, Body body) {
   constexpr int W = Vec<T>::width, G = kRegistersInFlight;
+  LaneGroup<T, G> full{0, {}};
+  full.lanes.fill(Lanes<T>{W});
   index k = 0;
-  std::array<Lanes<T>, G> full;
-  full.fill(Lanes<T>{W});
-  for (; k + G * W <= n; k += G * W) body(k, full);
-  for (; k < n; k += W) body(k, std::array<Lanes<T>, 1>{Lanes<T>{static_cast<int>(std::min<index>(W, n - k))}});
+  for (; k + G * W <= n; k += G * W) {
+    full.k0 = k;
+    body(full);
+  }
+  for (; k < n; k += W)
+    body(LaneGroup<T, 1>{k, {Lanes<T>{static_cast<int>(std::min<index>(W, n - k))}}});
 }
 
 }  // namespace pyrnn::PYRNN_ISA
