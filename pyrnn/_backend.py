@@ -22,6 +22,11 @@ def ops() -> ModuleType:
     return _ops
 
 
+def native_active() -> bool:
+    """Whether the native kernels are the active backend (a check hot streaming paths afford)."""
+    return _ops is _core
+
+
 def name() -> str:
     """``"native"`` or ``"reference"``."""
     return _name

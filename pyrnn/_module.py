@@ -119,7 +119,7 @@ class ParameterModule:
             param.flags.writeable = True
             np.copyto(param, arr, casting="unsafe")
             param.flags.writeable = not frozen
-        self._pack_cache = {}
+        self._forget_packing()
 
     # -- modes ---------------------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class ParameterModule:
         if not self.training:
             self._drop_caches()
         if self._packs_weights:
-            self._pack_cache = {}
+            self._forget_packing()
             for p in self._params.values():
                 p.flags.writeable = self.training
         return self
@@ -152,6 +152,13 @@ class ParameterModule:
     _packs_weights = False
     _pack_cache: dict[int, Any] = {}
     _pack_ops: Any = None
+    # The native eval-mode packing that streaming steps hand straight to ``_core.layer_step``
+    # (set by a step once its checked path found that it applies; dropped with the pack cache):
+    # a step is a few microseconds, so the usual loop skips every other lookup.
+    _step_packing: Any = None
+
+    def _forget_packing(self) -> None:
+        self._pack_cache, self._step_packing = {}, None
 
     def _packed(self, k: int, cell: str, arrays: Callable[[], tuple]) -> Any:
         """Layer-direction ``k``'s weights (``arrays()`` gives w_ih, w_hh, b_ih, b_hh, w_hr)
@@ -161,7 +168,8 @@ class ParameterModule:
         if self.training:
             return ops.pack_layer(cell, *arrays())
         if self._pack_ops is not ops:
-            self._pack_cache, self._pack_ops = {}, ops
+            self._forget_packing()
+            self._pack_ops = ops
         packed = self._pack_cache.get(k)
         if packed is None:
             packed = self._pack_cache[k] = ops.pack_layer(cell, *arrays())
@@ -173,7 +181,7 @@ class ParameterModule:
         try:
             return run(self._packed(k, cell, arrays))
         except _core.StalePackedWeights:
-            self._pack_cache = {}
+            self._forget_packing()
             return run(self._packed(k, cell, arrays))
 
     # -- backward bookkeeping of layers (subclasses that keep a Tape in ``self._tape``) ----------

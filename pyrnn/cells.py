@@ -49,9 +49,17 @@ class _Cell(ParameterModule):
         # Streaming inference is a few microseconds of native work: when the arrays are already
         # what the kernel takes (a loop feeding back the returned state), hand them over as they
         # are; the kernel checks them and anything else takes the general path below.
-        if not self.training and _backend.ops() is _core:
+        # After the first such step, only `_step_packing` is looked up. The kernel also takes
+        # (1, B, H) states, which are not a cell's: those take the checked path.
+        if (not self.training and _backend.native_active() and type(h) is np.ndarray and h.ndim == 2
+                and (c is None or (type(c) is np.ndarray and c.ndim == 2))):
             try:
-                return _core.layer_step(x, h, c, self._packed(0, self.cell, self._weights))
+                packed = self._step_packing
+                if packed is None:
+                    packed = self._packed(0, self.cell, self._weights)
+                h_new, c_new = _core.layer_step(x, h, c, packed)
+                self._step_packing = packed
+                return h_new, c_new
             except (TypeError, ValueError):
                 pass  # converted, checked (with a clear message) or repacked below
         xt, batched = _checks.step_input(x, self.input_size, self.dtype)

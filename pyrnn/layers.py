@@ -176,12 +176,14 @@ class _RecurrentLayer(ParameterModule):
         # Streaming calls are a few microseconds of native work: when the arrays are already
         # what the kernel takes (the usual loop feeding back the returned state), hand them over
         # as they are; the kernel checks them and anything else takes the general path below.
+        # After the first such step, `step` itself takes this path through `_step_packing`.
         if (not self.training and self.num_layers == 1 and _backend.ops() is _core
                 and type(h) is np.ndarray and h.ndim == 3
                 and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3))):
             try:
-                h_n, c_n = _core.layer_step(x, h, c if is_lstm else None,
-                                            self._packed(0, self.cell, self._layer0_arrays))
+                packed = self._packed(0, self.cell, self._layer0_arrays)
+                h_n, c_n = _core.layer_step(x, h, c if is_lstm else None, packed)
+                self._step_packing = packed
                 return h_n[0], h_n, c_n
             except (TypeError, ValueError):
                 pass  # converted, checked (with a clear message) or repacked below
@@ -319,6 +321,13 @@ class _SingleStateLayer(_RecurrentLayer):
         """One time step for streaming inference: ``y_t, h = layer.step(x_t, h)`` with ``x_t``
         ``(B, I)`` or ``(I,)`` and ``h`` shaped like ``h_n`` (None: zeros). Keeps no cache and
         applies no dropout, in either mode; equals the full forward run one step at a time."""
+        packed = self._step_packing  # the usual streaming loop: see _step
+        if packed is not None and _backend.native_active() and type(h) is np.ndarray and h.ndim == 3:
+            try:
+                h_n, _ = _core.layer_step(x_t, h, None, packed)
+                return h_n[0], h_n
+            except (TypeError, ValueError):
+                pass
         y, h_n, _ = self._step(x_t, h, None)
         return y, h_n
 
@@ -378,7 +387,18 @@ class LSTM(_RecurrentLayer):
         """One time step for streaming inference: ``y_t, (h, c) = lstm.step(x_t, (h, c))`` with
         ``x_t`` ``(B, I)`` or ``(I,)`` and states shaped like ``(h_n, c_n)`` (None: zeros). Keeps
         no cache and applies no dropout, in either mode; equals the full forward one step at a time."""
-        h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))
+        if type(state) is tuple and len(state) == 2:
+            h, c = state
+            packed = self._step_packing  # the usual streaming loop: see _step
+            if (packed is not None and _backend.native_active() and type(h) is np.ndarray
+                    and h.ndim == 3 and type(c) is np.ndarray and c.ndim == 3):
+                try:
+                    h_n, c_n = _core.layer_step(x_t, h, c, packed)
+                    return h_n[0], (h_n, c_n)
+                except (TypeError, ValueError):
+                    pass
+        else:
+            h, c = _checks.pair(state, "state", ("h", "c"))
         y, h_n, c_n = self._step(x_t, h, c)
         return y, (h_n, c_n)
 

@@ -18,10 +18,11 @@ def as_tuple(state):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cls,kwargs", LAYERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_layer_step_equals_forward(isa, threads, cls, kwargs, dtype):
+@pytest.mark.parametrize("num_layers", [1, 2])  # one layer: the direct streaming path
+def test_layer_step_equals_forward(isa, threads, cls, kwargs, dtype, num_layers):
     pyrnn.set_num_threads(threads)
     rng = np.random.default_rng(3)
-    layer = cls(7, 37, num_layers=2, dtype=dtype, seed=1, **kwargs).eval()
+    layer = cls(7, 37, num_layers=num_layers, dtype=dtype, seed=1, **kwargs).eval()
     x = rng.standard_normal((6, 3, 7)).astype(dtype)
     y_full, state_full = layer(x)
     state = None
@@ -122,3 +123,46 @@ def test_streaming_fast_path_falls_back_to_checked_conversions():
     with pytest.raises(ValueError, match=r"\(D\*num_layers, B, H_out\) = \(1, 1, 4\)"):
         gru.step(np.ones((1, 2), np.float32), np.zeros((2, 1, 4), np.float32))
     assert gru.step(np.ones((1, 2)), state)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("make", [lambda: pyrnn.LSTM(3, 5, seed=0), lambda: pyrnn.GRU(3, 5, seed=0),
+                                  lambda: pyrnn.LSTMCell(3, 5, seed=0), lambda: pyrnn.RNNCell(3, 5, seed=0)])
+def test_streaming_fast_path_follows_weights_backend_and_isa(make, monkeypatch):
+    """Once streaming, steps skip the layer's lookups: new weights, the reference backend and
+    another instruction set must still reach them."""
+    from pyrnn import reference
+    from pyrnn.testing import use_backend
+    is_layer = hasattr(make(), "num_layers")
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+
+    def run(module, state=None, steps=3):
+        for _ in range(steps):
+            out = module.step(x, state) if is_layer else module(x, state)
+            state = out[1] if is_layer else out
+        return state
+
+    module, other = make().eval(), make()
+    other.load_state_dict({k: v * 0.5 for k, v in other.state_dict().items()})
+    state = run(module)
+    module.load_state_dict(other.state_dict())
+    np.testing.assert_array_equal(np.concatenate(as_tuple(run(module, state)), axis=None),
+                                  np.concatenate(as_tuple(run(other.eval(), state)), axis=None))
+    calls = []
+    monkeypatch.setattr(reference, "layer_step", lambda *a, _f=reference.layer_step: calls.append(1) or _f(*a))
+    with use_backend("reference"):
+        run(module, state)
+    assert len(calls) == 3
+    for name in _core.available_isas():
+        _core.select_isa(name)
+        try:
+            state = run(module, state)  # a packing made for another instruction set is replaced
+        finally:
+            _core.select_isa(_core.available_isas()[-1])
+
+
+def test_cell_refuses_layer_shaped_state():
+    """The kernel also takes a one-layer layer's (1, B, H) states; a cell must not."""
+    cell = pyrnn.GRUCell(2, 4, seed=0).eval()
+    h = cell(np.ones((1, 2), np.float32))
+    with pytest.raises(ValueError, match=r"h: expected shape"):
+        cell(np.ones((1, 2), np.float32), h[None])
