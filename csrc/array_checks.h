@@ -6,6 +6,8 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,30 +18,37 @@ namespace pyrnn::bind {
 
 namespace py = pybind11;
 
-inline std::string shape_str(const std::vector<pyrnn::index>& shape) {
+// An expected shape: a braced list, so that checking allocates nothing.
+using Shape = std::initializer_list<pyrnn::index>;
+
+template <typename It>
+std::string dims_str(It begin, It end) {
   std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
+  for (It it = begin; it != end; ++it) s += (it != begin ? ", " : "") + std::to_string(*it);
+  return s + (end - begin == 1 ? ",)" : ")");
 }
 
-inline std::string shape_of(const py::array& a) {
-  std::vector<pyrnn::index> shape(a.shape(), a.shape() + a.ndim());
-  return shape_str(shape);
-}
+inline std::string shape_str(Shape shape) { return dims_str(shape.begin(), shape.end()); }
+
+inline std::string shape_of(const py::array& a) { return dims_str(a.shape(), a.shape() + a.ndim()); }
 
 // Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it.
 template <typename T>
-py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<pyrnn::index>& shape) {
+py::array_t<T> checked(const py::handle& obj, const char* name, Shape shape) {
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  // Floating types have one type number each (cheaper than building a dtype to compare).
+  const bool dtype_ok = std::is_floating_point_v<T> ? arr.dtype().num() == py::dtype::num_of<T>()
+                                                    : arr.dtype().is(py::dtype::of<T>());
+  if (!dtype_ok)
     throw py::type_error(std::string(name) + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(arr.dtype())));
   if (!(arr.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
   bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i) ok = arr.shape(i) == shape[i];
+  py::ssize_t axis = 0;
+  for (auto it = shape.begin(); ok && it != shape.end(); ++it) ok = arr.shape(axis++) == *it;
   if (!ok)
     throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " +
                           shape_of(arr));
@@ -53,16 +62,14 @@ template <typename T>
 T* out_ptr(std::optional<py::array_t<T>>& a) { return a ? a->mutable_data() : nullptr; }
 
 template <typename T>
-std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name,
-                                               const std::vector<pyrnn::index>& shape) {
+std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char* name, Shape shape) {
   if (obj.is_none()) return std::nullopt;
   return checked<T>(obj, name, shape);
 }
 
 // A writable gradient accumulator: must be C-contiguous, writable, of dtype T.
 template <typename T>
-std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name,
-                                           const std::vector<pyrnn::index>& shape) {
+std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name, Shape shape) {
   auto a = optional_checked<T>(obj, name, shape);
   if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
   return a;

@@ -270,9 +270,13 @@ py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::o
 }
 
 py::tuple layer_step(const py::array& x, const py::object& h, const py::object& c, const py::object& packed) {
-  if (!py::isinstance<PackedWeights>(packed))
+  const PackedWeights* pw_ptr = nullptr;  // one type lookup: a step is a few microseconds
+  try {
+    pw_ptr = &packed.cast<const PackedWeights&>();
+  } catch (const py::cast_error&) {
     throw py::type_error("packed must be the PackedWeights returned by pack_layer");
-  const auto& pw = packed.cast<const PackedWeights&>();
+  }
+  const auto& pw = *pw_ptr;
   check_packing_isa(*pw.layer);
   if (x.dtype().is(py::dtype::of<float>())) return step_impl<float>(x, h, c, pw);
   if (x.dtype().is(py::dtype::of<double>())) return step_impl<double>(x, h, c, pw);
