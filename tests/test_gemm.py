@@ -127,6 +127,17 @@ def test_row_results_independent_of_other_rows(isa, dtype):
         assert np.array_equal(GEMM[dtype](False, False, A[i:i + 1], B), full[i:i + 1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_and_in_place_a_agree_bitwise(isa, dtype):
+    """gemm_serial reads a row-major A in place for few panels (N <= 128) and packs it into
+    strips for many panels of long rows: the same FMA chains either way."""
+    rng = np.random.default_rng(7)
+    A, B = operands(rng, dtype, 50, 300, 600, False, False)   # rows of 600: over 1 KB
+    packed = GEMM[dtype](False, False, A, B)
+    in_place = GEMM[dtype](False, False, A, np.ascontiguousarray(B[:, :128]))
+    assert np.array_equal(packed[:, :128].view(np.uint8), in_place.view(np.uint8))
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         _core._gemm_f32(False, False, np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))
