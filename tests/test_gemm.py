@@ -128,13 +128,14 @@ def test_row_results_independent_of_other_rows(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_packed_and_in_place_a_agree_bitwise(isa, dtype):
-    """gemm_serial reads a row-major A in place for few panels (N <= 128) and packs it into
-    strips for many panels of long rows: the same FMA chains either way."""
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_packed_and_in_place_a_agree_bitwise(isa, dtype, trans_a):
+    """gemm_serial reads A in place for few panels (N <= 128) and packs it into strips for
+    many panels of long rows or of a transposed A: the same FMA chains either way."""
     rng = np.random.default_rng(7)
-    A, B = operands(rng, dtype, 50, 300, 600, False, False)   # rows of 600: over 1 KB
-    packed = GEMM[dtype](False, False, A, B)
-    in_place = GEMM[dtype](False, False, A, np.ascontiguousarray(B[:, :128]))
+    A, B = operands(rng, dtype, 50, 300, 600, trans_a, False)   # rows of 600: over 1 KB
+    packed = GEMM[dtype](trans_a, False, A, B)
+    in_place = GEMM[dtype](trans_a, False, A, np.ascontiguousarray(B[:, :128]))
     assert np.array_equal(packed[:, :128].view(np.uint8), in_place.view(np.uint8))
 
 

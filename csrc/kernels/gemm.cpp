@@ -73,13 +73,17 @@ constexpr int panels_per_tile(int R) {
   return std::max(1, Blocking<T>::MR / R);
 }
 
+// Where element (r, k) of an A strip is: packed into MR-row strips (a[k*MR + r]), or in place
+// in a row-major A (a[r*lda + k]) or in a column-major one, a transposed A (a[k*lda + r]).
+enum class ALayout { Strips, Rows, Columns };
+
 // One R x (P*NR) tile of C from a kc-deep slice.
-//   a: packed strip (element (r, k) at a[k*MR + r]) or row-major (a[r*lda + k])
+//   a: the strip, laid out as kA says
 //   b: P panels at b + p*ps_b, row k of a panel at + k*rs_b, NR readable columns each
 //   b_next: a panel laid out like b, prefetched into cache row by row during the k loop (a
 //           one-row tile of several panels prefetches its own panels ahead instead)
 //   c: (R, n_valid) written, n_valid <= P*NR
-template <typename T, int R, int P, bool kPackedA>
+template <typename T, int R, int P, ALayout kA>
 void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
                 const T* b_next, T* c, index ldc, index n_valid, Store mode, T beta) {
   using V = Vec<T>;
@@ -104,7 +108,11 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
       __builtin_prefetch(b_next + k * rs_b);
       if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
     }
-    auto a_at = [&](int r) { return V::broadcast(kPackedA ? a[k * MR + r] : a[r * lda + k]); };
+    auto a_at = [&](int r) {
+      if constexpr (kA == ALayout::Strips) return V::broadcast(a[k * MR + r]);
+      else if constexpr (kA == ALayout::Rows) return V::broadcast(a[r * lda + k]);
+      else return V::broadcast(a[k * lda + r]);
+    };
     auto b_at = [&](int v) { return V::loadu(b + (v / 2) * ps_b + k * rs_b + (v % 2) * W); };
     // Hold whichever operand has fewer vectors in registers and stream the other, so that
     // accumulators + held + 1 fit the register file.
@@ -133,52 +141,52 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
 
 // The last `count` (< Q + 1) panels of a short strip in one tile, so that even they keep
 // several FMA chains in flight (one panel alone would wait on each FMA's latency).
-template <typename T, int R, int Q, bool kPackedA>
+template <typename T, int R, int Q, ALayout kA>
 void last_panels(int count, index n, index kc, const T* a, index lda, const T* b, index rs_b,
                  index ps_b, const T* b_next, T* c, index ldc, Store mode, T beta) {
   if constexpr (Q >= 1) {
     if (count == Q)
-      return micro_tile<T, R, Q, kPackedA>(kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, n, mode, beta);
-    last_panels<T, R, Q - 1, kPackedA>(count, n, kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, mode, beta);
+      return micro_tile<T, R, Q, kA>(kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, n, mode, beta);
+    last_panels<T, R, Q - 1, kA>(count, n, kc, a, lda, b, rs_b, ps_b, b_next, c, ldc, mode, beta);
   }
 }
 
 // A strip of R < MR rows against the panels of n columns, panels_per_tile(R) at a time;
 // b_next as for micro_tile.
-template <typename T, int R, bool kPackedA>
+template <typename T, int R, ALayout kA>
 void short_strip(index n, index kc, const T* a, index lda, const T* b, index rs_b, index ps_b,
                  const T* b_next, T* c, index ldc, Store mode, T beta) {
   constexpr int NR = Blocking<T>::NR, P = panels_per_tile<T>(R);
   const index panels = (n + NR - 1) / NR;
   index p = 0;
   for (; p + P <= panels; p += P)
-    micro_tile<T, R, P, kPackedA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
-                                  std::min<index>(P * NR, n - p * NR), mode, beta);
+    micro_tile<T, R, P, kA>(kc, a, lda, b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc,
+                            std::min<index>(P * NR, n - p * NR), mode, beta);
   if (p < panels)
-    last_panels<T, R, P - 1, kPackedA>(static_cast<int>(panels - p), n - p * NR, kc, a, lda,
-                                       b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc, mode, beta);
+    last_panels<T, R, P - 1, kA>(static_cast<int>(panels - p), n - p * NR, kc, a, lda,
+                                 b + p * ps_b, rs_b, ps_b, b_next, c + p * NR, ldc, mode, beta);
 }
 
-template <typename T, bool kPackedA>
+template <typename T, ALayout kA>
 using ShortStripFn = void (*)(index, index, const T*, index, const T*, index, index, const T*,
                               T*, index, Store, T);
 
 // short_strip for R = 1 .. MR-1, indexed by R - 1.
-template <typename T, bool kPackedA, int... Rm1>
-constexpr std::array<ShortStripFn<T, kPackedA>, sizeof...(Rm1)> short_strip_table(
+template <typename T, ALayout kA, int... Rm1>
+constexpr std::array<ShortStripFn<T, kA>, sizeof...(Rm1)> short_strip_table(
     std::integer_sequence<int, Rm1...>) {
-  return {&short_strip<T, Rm1 + 1, kPackedA>...};
+  return {&short_strip<T, Rm1 + 1, kA>...};
 }
 
 // C block (m, n) from A block (m, kc) times B block (kc, n), B in panels as for micro_tile;
-// a is packed strips (strip s at a + s*MR*kc) or row-major with leading dimension lda.
-template <typename T, bool kPackedA>
+// A laid out as kA says (packed strips at a + s*MR*kc; in place with leading dimension lda).
+template <typename T, ALayout kA>
 void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, index rs_b,
                  index ps_b, T* c, index ldc, Store mode, T beta) {
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
   static constexpr auto short_strips =
-      short_strip_table<T, kPackedA>(std::make_integer_sequence<int, MR - 1>());
-  const index strip_stride = kPackedA ? MR * kc : MR * lda;
+      short_strip_table<T, kA>(std::make_integer_sequence<int, MR - 1>());
+  const index strip_stride = kA == ALayout::Strips ? MR * kc : kA == ALayout::Rows ? MR * lda : MR;
   const index panels = (n + NR - 1) / NR, strips = m / MR, rest = m - strips * MR;
   // Panels outer, strips inner: each B micro-panel is loaded into L1 once and used by every
   // strip, the short last strip included (it takes a group of panels at a time). The first
@@ -191,9 +199,9 @@ void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, 
       const T* next = p + 1 < panels ? bp + ps_b : bp;
       const index n_valid = std::min<index>(NR, n - p * NR);
       for (index s = 0; s < strips; ++s)
-        micro_tile<T, MR, 1, kPackedA>(kc, a + s * strip_stride, lda, bp, rs_b, ps_b,
-                                       s == 0 ? next : bp, c + s * MR * ldc + p * NR, ldc,
-                                       n_valid, mode, beta);
+        micro_tile<T, MR, 1, kA>(kc, a + s * strip_stride, lda, bp, rs_b, ps_b,
+                                 s == 0 ? next : bp, c + s * MR * ldc + p * NR, ldc, n_valid,
+                                 mode, beta);
     }
     if (rest > 0) {
       const T* next = p1 < panels ? b + p1 * ps_b : b + p0 * ps_b;
@@ -362,13 +370,12 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
                beta);
     return;
   }
-  // Packing A into strips is a transposing copy of A per column block: it pays when many
-  // panels reuse the strips and A's rows lie far apart (in place, a tile's rows would compete
-  // for L1 sets). Short rows or few panels: the tiles read a row-major A in place (same
-  // products, bit for bit). Measured on Zen 3 against always packing, 1 and 2 threads: dx and
-  // x W_ih^T products of shapes A and E 10-25% faster; rows of 2-16 KB with many panels (C,
-  // D) were 3-10% slower in place, so those keep packing.
-  const bool pack_a = trans_a || (lda * index(sizeof(T)) > 1024 && N > 128);
+  // Packing A into strips is a copy of A per column block: it pays when many panels reuse the
+  // strips. With few panels (N <= 128), or a row-major A of short rows, the tiles read A in
+  // place (same products, bit for bit). Measured on Zen 3 against always packing, 1 and 2
+  // threads: the training products of shapes A and E (dx, dW, x W_ih^T) 10-25% faster; in
+  // place was 3-10% slower for many panels of rows over 1 KB (C, D) or of a transposed A.
+  const bool pack_a = N > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
   const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
   T* bbuf = scratch<T>(1, kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
   T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max) : nullptr;
@@ -380,14 +387,18 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
                     kc);
       for (index ic = 0; ic < M; ic += Bk::MC) {
         const index mc = std::min<index>(Bk::MC, M - ic);
+        const T* a = trans_a ? A + pc * lda + ic : A + ic * lda + pc;
+        T* c = C + ic * ldc + jc;
         if (pack_a) {
-          pack_a_strips(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda,
-                        abuf);
-          macro_block<T, true>(mc, nc, kc, abuf, 0, bbuf, NR, kc * NR, C + ic * ldc + jc, ldc,
-                               slice_mode(pc), beta);
+          pack_a_strips(trans_a, mc, kc, a, lda, abuf);
+          macro_block<T, ALayout::Strips>(mc, nc, kc, abuf, 0, bbuf, NR, kc * NR, c, ldc,
+                                          slice_mode(pc), beta);
+        } else if (trans_a) {
+          macro_block<T, ALayout::Columns>(mc, nc, kc, a, lda, bbuf, NR, kc * NR, c, ldc,
+                                           slice_mode(pc), beta);
         } else {
-          macro_block<T, false>(mc, nc, kc, A + ic * lda + pc, lda, bbuf, NR, kc * NR,
-                                C + ic * ldc + jc, ldc, slice_mode(pc), beta);
+          macro_block<T, ALayout::Rows>(mc, nc, kc, a, lda, bbuf, NR, kc * NR, c, ldc,
+                                        slice_mode(pc), beta);
         }
       }
     }
@@ -500,8 +511,9 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
       const Store mode = pc > 0 ? Store::Accumulate
                                 : (beta == T(0) ? Store::Overwrite : Store::Scale);
       for (index ic = 0; ic < M; ic += Bk::MC)
-        macro_block<T, false>(std::min<index>(Bk::MC, M - ic), nc, kc, A + ic * lda + pc, lda,
-                              panels + pc * NR, NR, K * NR, C + ic * ldc + jc, ldc, mode, beta);
+        macro_block<T, ALayout::Rows>(std::min<index>(Bk::MC, M - ic), nc, kc, A + ic * lda + pc,
+                                      lda, panels + pc * NR, NR, K * NR, C + ic * ldc + jc, ldc,
+                                      mode, beta);
     }
   }
 }
