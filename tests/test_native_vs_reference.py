@@ -145,11 +145,12 @@ def test_cell(cell, bias, unbatched, dtype, restore_native_settings):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_larger_sizes_cross_simd_and_thread_boundaries(cell, restore_native_settings):
+# (T, B, I, H); H = 150 float64 rows are over 1 KB: the products pack the state into strips.
+@pytest.mark.parametrize("sizes", [(9, 13, 37, 67), (4, 13, 150, 150)])
+def test_larger_sizes_cross_simd_and_thread_boundaries(cell, sizes, restore_native_settings):
     """Sizes that are not multiples of any vector width and big enough for threads to split."""
     opts = dict(num_layers=2, bidirectional=True, batch_first=False, proj=False, bias=True,
                 lengths=False, unbatched=False, initial_state=True, dropout=0.0)
-    sizes = (9, 13, 37, 67)
     with use_backend("reference"):
         reference = _layer_run(cell, opts, np.float64, sizes)
     for isa, threads in _targets():

@@ -503,6 +503,10 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
   if (M <= 0 || n_end <= n_begin) return;
   if (K <= 0) return scale_c(M, n_end - n_begin, beta, C + n_begin, ldc);
   const index kc_max = slice_depth<T>(K);
+  // A (the state, or x) is read in place unless its rows are long and many panels reuse it:
+  // as in gemm_serial. Measured on the per-step products of LSTM inference at C and D, 1 and
+  // 2 threads: 3-6% less time with packing.
+  const bool pack_a = M >= Bk::MR && n_end - n_begin > 128 && lda * index(sizeof(T)) > 1024;
   for (index jc = n_begin; jc < n_end; jc += Bk::NC) {
     const index nc = std::min<index>(Bk::NC, n_end - jc);
     const T* panels = Bp.data.data() + jc / NR * K * NR;  // panels of the full K each
@@ -510,10 +514,18 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
       const index kc = std::min(kc_max, K - pc);
       const Store mode = pc > 0 ? Store::Accumulate
                                 : (beta == T(0) ? Store::Overwrite : Store::Scale);
-      for (index ic = 0; ic < M; ic += Bk::MC)
-        macro_block<T, ALayout::Rows>(std::min<index>(Bk::MC, M - ic), nc, kc, A + ic * lda + pc,
-                                      lda, panels + pc * NR, NR, K * NR, C + ic * ldc + jc, ldc,
-                                      mode, beta);
+      for (index ic = 0; ic < M; ic += Bk::MC) {
+        const index mc = std::min<index>(Bk::MC, M - ic);
+        if (pack_a) {
+          T* abuf = scratch<T>(0, (mc + Bk::MR - 1) / Bk::MR * Bk::MR * kc);
+          pack_a_strips(false, mc, kc, A + ic * lda + pc, lda, abuf);
+          macro_block<T, ALayout::Strips>(mc, nc, kc, abuf, 0, panels + pc * NR, NR, K * NR,
+                                          C + ic * ldc + jc, ldc, mode, beta);
+        } else {
+          macro_block<T, ALayout::Rows>(mc, nc, kc, A + ic * lda + pc, lda, panels + pc * NR, NR,
+                                        K * NR, C + ic * ldc + jc, ldc, mode, beta);
+        }
+      }
     }
   }
 }
