@@ -177,7 +177,7 @@ class _RecurrentLayer(ParameterModule):
         # what the kernel takes (the usual loop feeding back the returned state), hand them over
         # as they are; the kernel checks them and anything else takes the general path below.
         # After the first such step, `step` itself takes this path through `_step_packing`.
-        if (not self.training and self.num_layers == 1 and _backend.ops() is _core
+        if (not self.training and self.num_layers == 1 and _backend.native_active()
                 and type(h) is np.ndarray and h.ndim == 3
                 and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3))):
             try:
