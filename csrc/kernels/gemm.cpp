@@ -346,6 +346,18 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
   }
 }
 
+// Whether a product of m x n outputs packs its A into strips (else the tiles read A in place:
+// the same products, bit for bit). Packing copies A once per column block, which pays only
+// when many panels reuse the strips and A in place is slow to read: rows over 1 KB (a tile's
+// rows then compete for the same L1 sets) or a transposed A. Measured on Zen 3 against
+// always packing, 1 and 2 threads: the training products of shapes A and E (x W_ih^T, dx, dW)
+// 10-25% faster in place; the per-step products of LSTM inference at C and D (until then
+// always in place) 3-6% faster packed.
+template <typename T>
+bool packs_a(bool trans_a, index m, index n, index lda) {
+  return m >= Blocking<T>::MR && n > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
+}
+
 // C (m, n) = beta*C, for K = 0 (beta = 0 writes zeros without reading C).
 template <typename T>
 void scale_c(index m, index n, T beta, T* C, index ldc) {
@@ -370,12 +382,7 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
                beta);
     return;
   }
-  // Packing A into strips is a copy of A per column block: it pays when many panels reuse the
-  // strips. With few panels (N <= 128), or a row-major A of short rows, the tiles read A in
-  // place (same products, bit for bit). Measured on Zen 3 against always packing, 1 and 2
-  // threads: the training products of shapes A and E (dx, dW, x W_ih^T) 10-25% faster; in
-  // place was 3-10% slower for many panels of rows over 1 KB (C, D) or of a transposed A.
-  const bool pack_a = N > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
+  const bool pack_a = packs_a<T>(trans_a, M, N, lda);
   const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
   T* bbuf = scratch<T>(1, kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
   T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max) : nullptr;
@@ -503,10 +510,7 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
   if (M <= 0 || n_end <= n_begin) return;
   if (K <= 0) return scale_c(M, n_end - n_begin, beta, C + n_begin, ldc);
   const index kc_max = slice_depth<T>(K);
-  // A (the state, or x) is read in place unless its rows are long and many panels reuse it:
-  // as in gemm_serial. Measured on the per-step products of LSTM inference at C and D, 1 and
-  // 2 threads: 3-6% less time with packing.
-  const bool pack_a = M >= Bk::MR && n_end - n_begin > 128 && lda * index(sizeof(T)) > 1024;
+  const bool pack_a = packs_a<T>(false, M, n_end - n_begin, lda);
   for (index jc = n_begin; jc < n_end; jc += Bk::NC) {
     const index nc = std::min<index>(Bk::NC, n_end - jc);
     const T* panels = Bp.data.data() + jc / NR * K * NR;  // panels of the full K each
