@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import combine
 import compare
 import report
 from peers import PEERS, load_peers, make_weights, max_rel_diff
@@ -106,3 +107,21 @@ def test_flops_and_ratios():
     assert d["pyrnn_gflops"] == pytest.approx(200.0)
     assert d["pct_ceiling"] == pytest.approx(50.0)
     assert d["ratios"] == pytest.approx({"torch": 3.0, "onnxruntime": 2.0, "best": 2.0})
+
+
+def test_combine_takes_the_median_of_each_case_over_runs():
+    def run(infer_best, train_torch, step_s):
+        shapes = [{"group": "shapes", "cell": "gru", "mode": "inference", "shape": "A", "threads": 1,
+                   "ratios": {"torch": 9.0, "best": infer_best}},
+                  {"group": "shapes", "cell": "gru", "mode": "training", "shape": "A", "threads": 1,
+                   "ratios": {"torch": train_torch}}]
+        stream = [{"group": "stream", "cell": "gru", "H": 128, "threads": 1,
+                   "peers": {"pyrnn": {"median_s": step_s}}}]
+        return {"cases": shapes + stream}
+    runs = [run(1.0, 5.0, 3e-6), run(3.0, 4.0, 1e-6), run(2.0, 6.0, 2e-6)]
+    assert combine.median_ratios(runs) == {("gru", "inference", "A", 1): 2.0,
+                                           ("gru", "training", "A", 1): 5.0}
+    assert combine.median_steps(runs) == {("gru", 128, 1): {"pyrnn": 2e-6}}
+    table = combine.format_markdown(runs)
+    assert "| GRU | inference, vs faster of torch/ORT | 1 | 2 | - | - | - | - |" in table
+    assert "step gru H=128 threads 1: pyrnn 2.0 us" in table
