@@ -7,9 +7,9 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <type_traits>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "pyrnn.h"
