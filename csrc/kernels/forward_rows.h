@@ -69,6 +69,11 @@ XRow<T> x_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, i
 // z (G*n): gate-blocked recurrent products of the block. A gate's pre-activation is
 // z + (x + bias), the same sum in the same order on every path (steps equal the forward).
 // The row functions are inlined into the step's loop over blocks (one loop nest per row).
+template <typename T>
+PYRNN_ALWAYS_INLINE Vec<T> pre_activation(const T* z, index n, const XRow<T>& x, index g, index k,
+                                          const Lanes<T>& l) {
+  return l.load(z + g * n + k) + x.load(l, g, k);
+}
 
 template <typename T>
 PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
@@ -78,14 +83,13 @@ PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, i
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
   const bool relu = c.d.cell == Cell::RnnRelu;
-  for (index k = 0; k < n; k += V::width) {
-    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V pre = l.load(z + k) + x.load(l, 0, k);
+  for_lanes<T>(n, [&](index k, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    const V pre = pre_activation(z, n, x, 0, k, l);
     const V hv = relu ? max(V::zero(), pre) : tanh_v(pre);  // max passes NaN through
     l.store(hv, h + k);
     if (y != h) l.store(hv, y + k);
     if (c.ws.gates) l.store(hv, x.at(0) + k);
-  }
+  });
 }
 
 template <typename T>
@@ -101,9 +105,7 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   const V one = V::broadcast(T(1));
   for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
     constexpr int N = std::decay_t<decltype(group)>::size;
-    auto pre = [&](int u, index g) {
-      return group.lanes[u].load(z + g * n + group.at(u)) + x.load(group.lanes[u], g, group.at(u));
-    };
+    auto pre = [&](int u, index g) { return pre_activation(z, n, x, g, group.at(u), group.lanes[u]); };
     // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
     // vec_math.h): divisions are the slowest part of the cell math.
     V zg[N], di[N], f[N], d_o[N], r_ig[N], cv[N], r_oc[N], hv[N];
@@ -155,8 +157,9 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
     constexpr int N = std::decay_t<decltype(group)>::size;
     V r[N], u[N], hn[N], nv[N];
-    group.each([&](int i) { r[i] = sigmoid_v(group.lanes[i].load(z + group.at(i)) + x.load(group.lanes[i], 0, group.at(i))); });
-    group.each([&](int i) { u[i] = sigmoid_v(group.lanes[i].load(z + n + group.at(i)) + x.load(group.lanes[i], 1, group.at(i))); });
+    auto pre = [&](int i, index g) { return pre_activation(z, n, x, g, group.at(i), group.lanes[i]); };
+    group.each([&](int i) { r[i] = sigmoid_v(pre(i, 0)); });
+    group.each([&](int i) { u[i] = sigmoid_v(pre(i, 1)); });
     group.each([&](int i) {
       const V zn = group.lanes[i].load(z + 2 * n + group.at(i));
       hn[i] = b_hn ? zn + group.lanes[i].load(b_hn + group.at(i)) : zn;
@@ -187,14 +190,13 @@ PYRNN_ALWAYS_INLINE void gru_rb_gates_row(const ForwardContext<T>& c, const Step
   const XRow<T> x = x_row(c, s, b, u0, n);
   const T* h_prev = s.h_in + b * H + u0;
   T* rh = c.scratch + b * H + u0;
-  for (index k = 0; k < n; k += V::width) {
-    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
-    const V r = sigmoid_v(l.load(z + k) + x.load(l, 0, k));
-    const V u = sigmoid_v(l.load(z + n + k) + x.load(l, 1, k));
+  for_lanes<T>(n, [&](index k, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    const V r = sigmoid_v(pre_activation(z, n, x, 0, k, l));
+    const V u = sigmoid_v(pre_activation(z, n, x, 1, k, l));
     l.store(r, z + k);
     l.store(u, z + n + k);
     l.store(r * l.load(h_prev + k), rh + k);
-  }
+  });
 }
 
 // Second phase: hn = (r*h) W_hn^T of the block (b_hn is in the folded bias), z_rz: phase
@@ -208,8 +210,7 @@ PYRNN_ALWAYS_INLINE void gru_rb_state_row(const ForwardContext<T>& c, const Step
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
   T* y = s.y + b * H + u0;
-  for (index k = 0; k < n; k += V::width) {
-    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, n - k))};
+  for_lanes<T>(n, [&](index k, Lanes<T> l) PYRNN_INLINE_LAMBDA {
     const V u = l.load(z_rz + n + k);
     const V nv = tanh_v(l.load(hn + k) + x.load(l, 2, k));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
@@ -220,7 +221,7 @@ PYRNN_ALWAYS_INLINE void gru_rb_state_row(const ForwardContext<T>& c, const Step
       l.store(u, x.at(1) + k);
       l.store(nv, x.at(2) + k);
     }
-  }
+  });
 }
 
 }  // namespace pyrnn::PYRNN_ISA

@@ -51,13 +51,7 @@ struct BackStep {
 
 // ---- element-wise gate gradients: one row b, units [u0, u1), a register at a time ----
 
-template <typename T>
-T output_grad(const BackStep<T>& s, index b, index P, index u) {
-  return s.dh_in[b * P + u] + (s.dy ? s.dy[b * P + u] : T(0));
-}
-
-// Row b's gradient of the step's outputs from unit u0: dh_in + dy (just dh_in without dy), or
-// for the projected LSTM the gradient of o*tanh(c) computed before the row.
+// A gradient row from unit u0: dh + dy (just dh without dy).
 template <typename T>
 struct OutputGrad {
   const T* dh;
@@ -66,11 +60,19 @@ struct OutputGrad {
     return dy ? l.load(dh + k) + l.load(dy + k) : l.load(dh + k);
   }
 };
+
+// Row b's gradient of the step's outputs from output unit p0: dh_in + dy.
+template <typename T>
+OutputGrad<T> step_output_grad(const BackStep<T>& s, index b, index P, index p0) {
+  return {s.dh_in + b * P + p0, s.dy ? s.dy + b * P + p0 : nullptr};
+}
+
+// Row b's gradient of the cell's outputs from unit u0: the step's (above), or for the
+// projected LSTM the gradient of o*tanh(c) computed before the row.
 template <typename T>
 OutputGrad<T> output_grad_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0) {
-  const index P = c.d.P;
   if (c.d.has_proj) return {c.dhraw + b * c.d.H + u0, nullptr};
-  return {s.dh_in + b * P + u0, s.dy ? s.dy + b * P + u0 : nullptr};
+  return step_output_grad(s, b, c.d.P, u0);
 }
 
 template <typename T>
@@ -187,15 +189,22 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* d
   const index B = d.B, H = d.H, P = d.P, G = c.G, GH = c.GH;
   const std::int64_t* len = c.a.lengths;
   const index u_begin = c.blocks.begin(sh.blocks.begin), u_end = c.blocks.begin(sh.blocks.end);
-  const index p_begin = c.out_blocks.begin(sh.out_blocks.begin), p_end = c.out_blocks.begin(sh.out_blocks.end);
+  const index p_begin = c.out_blocks.begin(sh.out_blocks.begin);
+  const index p_end = c.out_blocks.begin(sh.out_blocks.end);
   const index r0 = sh.rows.begin, r1 = sh.rows.end, nr = r1 - r0;  // the thread's batch rows
 
   if (d.has_proj) {
     // Gradient of this step's projected output, then of o*tanh(c) for own units.
     T* dh_step = c.dh_proj + s.t * B * P;
-    for (index b = r0; b < r1; ++b)
-      for (index p = p_begin; p < p_end; ++p)
-        dh_step[b * P + p] = step_valid(len, b, s.t) ? output_grad(s, b, P, p) : T(0);
+    for (index b = r0; b < r1; ++b) {
+      T* row = dh_step + b * P + p_begin;
+      if (!step_valid(len, b, s.t)) {
+        std::fill(row, row + (p_end - p_begin), T(0));
+        continue;
+      }
+      const OutputGrad<T> out = step_output_grad(s, b, P, p_begin);
+      for_lanes<T>(p_end - p_begin, [&](index k, Lanes<T> l) { l.store(out.load(l, k), row + k); });
+    }
     c.barrier->wait();
     if (u_end > u_begin)
       gemm_packed<T>(nr, u_begin, u_end, dh_step + r0 * P, P, c.w_proj, T(0), c.dhraw + r0 * H, H);
