@@ -78,4 +78,6 @@ void bind_testing(py::module_& m) {
         py::arg("B"), py::arg("beta") = 0.0, py::arg("C") = py::none());
   m.def("_math_f32", &math_impl<float>, py::arg("fn"), py::arg("x"));
   m.def("_math_f64", &math_impl<double>, py::arg("fn"), py::arg("x"));
+  m.def("_set_input_chunk_bytes", &set_input_chunk_bytes, py::arg("bytes"));
+  m.def("_input_chunk_bytes", &input_chunk_bytes);
 }

@@ -56,6 +56,7 @@ const KernelTable* choose_default() {
 
 const KernelTable* g_active = nullptr;
 int g_threads = 0;
+index g_input_chunk_bytes = index(16) << 20;
 
 }  // namespace
 
@@ -83,6 +84,13 @@ int num_threads() {
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
   g_threads = n;
+}
+
+index input_chunk_bytes() { return g_input_chunk_bytes; }
+
+void set_input_chunk_bytes(index bytes) {
+  if (bytes < 1) throw std::invalid_argument("chunk size must be >= 1 byte, got " + std::to_string(bytes));
+  g_input_chunk_bytes = bytes;
 }
 
 }  // namespace pyrnn

@@ -162,4 +162,9 @@ void select_isa(const char* name);      // throws std::invalid_argument if unava
 int num_threads();
 void set_num_threads(int n);
 
+// Bytes of input projection an inference call computes ahead of its steps (default 16 MB; at
+// least one step's). Settable for tests, which need several chunks at small sizes.
+index input_chunk_bytes();
+void set_input_chunk_bytes(index bytes);
+
 }  // namespace pyrnn

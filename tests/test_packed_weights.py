@@ -25,6 +25,44 @@ def test_eval_forward_equals_training_forward_bitwise(isa, cls, kwargs):
     np.testing.assert_array_equal(y_again, y_train)
 
 
+def _states(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+@pytest.fixture
+def restore_input_chunk():
+    saved = _core._input_chunk_bytes()
+    yield
+    _core._set_input_chunk_bytes(saved)
+
+
+# (T, B, H): batch 3 splits a step by hidden units on 2 threads, batch 16 by batch rows.
+@pytest.mark.parametrize("sizes", [(7, 3, 150), (11, 16, 21)], ids=["units split", "rows split"])
+@pytest.mark.parametrize("cls,kwargs", CASES)
+def test_eval_forward_in_input_chunks_equals_training_forward_bitwise(
+        isa, cls, kwargs, sizes, restore_native_settings, restore_input_chunk):
+    """Inference projects the input a chunk of steps at a time (16 MB by default, more than
+    these sizes need): chunks of one and of two steps, in both directions, with padding."""
+    T, B, H = sizes
+    layer = cls(6, H, bidirectional=True, seed=0, **kwargs)
+    x = np.random.default_rng(1).standard_normal((T, B, 6)).astype(np.float32)
+    lengths = np.arange(B) % T + 1
+    step_bytes = B * {"LSTM": 4, "GRU": 3, "RNN": 1}[cls.__name__] * H * 4
+    for threads in (1, 2):
+        _core.set_num_threads(threads)
+        layer.train()
+        y_train, h_train = layer(x, lengths=lengths)
+        layer.eval()
+        for chunk in (step_bytes, 2 * step_bytes + 1):
+            _core._set_input_chunk_bytes(chunk)
+            y_eval, h_eval = layer(x, lengths=lengths)
+            np.testing.assert_array_equal(y_eval, y_train)
+            for got, want in zip(_states(h_eval), _states(h_train)):
+                np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match=">= 1 byte"):
+        _core._set_input_chunk_bytes(0)
+
+
 def test_eval_parameters_are_read_only_until_train():
     lstm = pyrnn.LSTM(3, 5).eval()
     w = lstm.parameters()["weight_hh_l0"]

@@ -2,7 +2,8 @@
 //
 // 1. The input projection of every step is one GEMM: xg (T*B, G*H) = x W_ih^T (the folded
 //    bias is added in the cell math, saving a pass over xg). Inference on cached panels runs
-//    it inside the time loop's team, on the cached W_ih panels, in their gate-blocked order.
+//    it inside the time loop's team, on the cached W_ih panels, in their gate-blocked order,
+//    one chunk of steps (up to 16 MB) at a time.
 // 2. One OpenMP parallel region runs the time loop. Each thread owns fixed blocks of hidden
 //    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
 //    its units at once), then immediately applies bias, activations and the state update
@@ -227,20 +228,25 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const index width = unit_block_width<T>();
   ForwardContext<T> c{d, a, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
 
-  // Every buffer is allocated here, before the time loop.
-  UninitBuffer<T> xg_inference;
-  std::vector<T> buffers;
-  T* xg;
+  // Inference on cached panels multiplies x with the cached gate-blocked W_ih^T inside the
+  // time loop's team (no packing of W_ih or x per call, no extra fork), each thread the part
+  // of xg it reads (its units' columns, or its batch rows), a chunk of steps at a time
+  // (layer_plan.h: input_chunk_steps), so that inference memory stops growing with T.
+  // Training keeps xg for every step in PyTorch's gate order in the workspace (BPTT reads the
+  // activated gates that overwrite it) and fills it with one parallel GEMM.
+  const bool project_in_team = a.packed != nullptr && a.workspace == nullptr;
+  const index chunk_steps = project_in_team ? input_chunk_steps<T>(TT, B * GH) : 0;
+
+  // Every buffer is in place before the time loop: the calling thread's scratch, kept between
+  // calls (a steady stream of calls touches no fresh memory), and the training workspace.
+  const index state_buffers = a.workspace ? 0 : 2 * B * P;
+  T* const scratch = call_scratch<T>(chunk_steps * B * GH + B * GH + 2 * B * H + state_buffers);
+  T* xg = scratch;  // (chunk_steps, B, G*H) when projected in team
   if (a.workspace) {
     c.ws = carve_workspace(d, a.workspace);
     xg = c.ws.gates;
-  } else {
-    xg_inference = UninitBuffer<T>(static_cast<size_t>(TB * GH));
-    xg = xg_inference.data();
   }
-  const index state_buffers = a.workspace ? 0 : 2 * B * P;
-  buffers.resize(static_cast<size_t>(B * GH + 2 * B * H + state_buffers));
-  c.hg = buffers.data();
+  c.hg = scratch + chunk_steps * B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
   T* ping = c.scratch + B * H;
@@ -257,11 +263,6 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
     fold_bias(d, a, bias);
     c.bias = bias.data();
   }
-  // Inference on cached panels multiplies x with the cached gate-blocked W_ih^T inside the
-  // time loop's team (no packing of W_ih or x per call, no extra fork), each thread the part
-  // of xg it reads: its units' columns, or its batch rows. Training keeps xg in PyTorch's gate
-  // order (BPTT reads the activated gates that overwrite it) and uses one parallel GEMM.
-  const bool project_in_team = a.packed != nullptr && a.workspace == nullptr;
   if (!project_in_team) gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
@@ -290,15 +291,21 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
-    if (project_in_team) input_product(c, a.x, TT, sh, plan.split, xg);
+    index chunk_first = 0;  // projected in team: the real time of the chunk's first row
     for (index s = 0; s < TT; ++s) {
       const index t = d.reverse ? TT - 1 - s : s;
+      if (project_in_team && s % chunk_steps == 0) {
+        // Only this thread reads what it writes here, so the chunk needs no barrier.
+        const index n = std::min(chunk_steps, TT - s);
+        chunk_first = d.reverse ? t - n + 1 : t;
+        input_product(c, a.x + chunk_first * B * d.I, n, sh, plan.split, xg);
+      }
       Step<T> step{t,
                    h_slot_in(s, t),
                    h_slot_out(s, t),
                    lstm ? c_slot_in(t) : nullptr,
                    lstm ? c_slot_out(s, t) : nullptr,
-                   xg + t * B * GH,
+                   xg + (t - chunk_first) * B * GH,
                    a.y + t * B * P,
                    project_in_team};
       run_step(c, step, sh);
@@ -335,10 +342,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   args.b_hh = d.has_bias ? packed.b_hh.data() : nullptr;  // the only natural weight a step reads
   ForwardContext<T> c{d, args, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
   c.packed = &packed;
-  // Scratch kept per calling thread: a streaming loop allocates nothing per step.
-  thread_local AlignedVector<T> buffers;
-  buffers.resize(static_cast<size_t>(2 * B * GH + 2 * B * H));
-  T* xin = buffers.data();          // (B, G*H) input projection, gate-blocked as the panels
+  T* xin = call_scratch<T>(2 * B * GH + 2 * B * H);  // (B, G*H) input projection, gate-blocked
   c.hg = xin + B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;

@@ -33,8 +33,8 @@ template <typename T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
 // n elements of aligned scratch that the caller writes in full before reading them. Unlike a
-// std::vector it is not zero-filled first: for the (T*B, G*H) input projection of inference
-// that fill costs a pass over megabytes that the GEMM then overwrites.
+// std::vector it is not zero-filled first: for the (T*B, G*H) gate gradients of BPTT that
+// fill costs a pass over megabytes that the time loop then overwrites.
 template <typename T>
 class UninitBuffer {
  public:
