@@ -98,6 +98,12 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  // Unrolled so that loop control is a smaller share of the instructions: when the core's
+  // other hardware thread is busy (on this VM, another tenant) the two share the dispatch
+  // width, and a short-K product then runs at the instruction rate rather than the FMA rate.
+  // Measured against no unrolling, alternating: LSTM inference at (200, 16, 64) 5-15% and GRU
+  // at (100, 1, 128) 5% faster in such spells, B-D unchanged.
+#pragma GCC unroll 4
   for (index k = 0; k < kc; ++k) {
     if constexpr (R == 1 && P > 1) {
       // One row against several panels (a batch-1 product) streams its panels from L2 and
