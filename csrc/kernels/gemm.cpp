@@ -217,14 +217,6 @@ void macro_block(index m, index n, index kc, const T* a, index lda, const T* b, 
   }
 }
 
-// Per-thread buffers, grown on demand and kept (no allocation in steady state).
-template <typename T>
-T* scratch(int which, index n) {
-  thread_local AlignedVector<T> buffers[3];  // A strips, B panels, accumulators
-  if (static_cast<index>(buffers[which].size()) < n) buffers[which].resize(n);
-  return buffers[which].data();
-}
-
 // C (m, n) from m <= MR rows of op(A) times B (kc, n) row-major, read in place row by row:
 // a product with so few rows is bound by reading B, which this streams in long contiguous
 // runs (packing, or panel-wise reads with a stride per row, would cost more than the
@@ -237,7 +229,7 @@ void few_rows(index m, index n, index kc, const T* a, index rs_a, index cs_a, co
   constexpr int W = V::width;
   constexpr index kBufferBytes = 16384;
   const index chunk = std::max<index>(W, kBufferBytes / (m * index(sizeof(T))) / W * W);
-  T* acc = scratch<T>(2, m * chunk);
+  T* acc = thread_scratch<T>(Scratch::GemmAccumulators, m * chunk);
   const V vbeta = V::broadcast(beta);
   for (index j0 = 0; j0 < n; j0 += chunk) {
     const index nj = std::min(chunk, n - j0);
@@ -363,6 +355,24 @@ bool packs_a(bool trans_a, index m, index n, index lda) {
   return m >= Blocking<T>::MR && n > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
 }
 
+// C block (mc, nc) from the op(A) block (mc, kc) at a times B panels (panel p at b + p*ps_b,
+// NR-wide rows): A packed into strips first when `pack_a` (packs_a), else read in place, by
+// rows or, transposed, by columns.
+template <typename T>
+void block_product(bool pack_a, bool trans_a, index mc, index nc, index kc, const T* a, index lda,
+                   const T* b, index ps_b, T* c, index ldc, Store mode, T beta) {
+  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  if (pack_a) {
+    T* strips = thread_scratch<T>(Scratch::GemmStrips, (mc + MR - 1) / MR * MR * kc);
+    pack_a_strips(trans_a, mc, kc, a, lda, strips);
+    macro_block<T, ALayout::Strips>(mc, nc, kc, strips, 0, b, NR, ps_b, c, ldc, mode, beta);
+  } else if (trans_a) {
+    macro_block<T, ALayout::Columns>(mc, nc, kc, a, lda, b, NR, ps_b, c, ldc, mode, beta);
+  } else {
+    macro_block<T, ALayout::Rows>(mc, nc, kc, a, lda, b, NR, ps_b, c, ldc, mode, beta);
+  }
+}
+
 // C (m, n) = beta*C, for K = 0 (beta = 0 writes zeros without reading C).
 template <typename T>
 void scale_c(index m, index n, T beta, T* C, index ldc) {
@@ -389,30 +399,18 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
   }
   const bool pack_a = packs_a<T>(trans_a, M, N, lda);
   const index nc_step = M <= Bk::MC ? Bk::NC_ONE_MC : Bk::NC;
-  T* bbuf = scratch<T>(1, kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
-  T* abuf = pack_a ? scratch<T>(0, std::min<index>(Bk::MC, (M + MR - 1) / MR * MR) * kc_max) : nullptr;
+  T* bbuf = thread_scratch<T>(Scratch::GemmPanels,
+                              kc_max * std::min<index>(nc_step, (N + NR - 1) / NR * NR));
   for (index jc = 0; jc < N; jc += nc_step) {
     const index nc = std::min<index>(nc_step, N - jc);
     for (index pc = 0; pc < K; pc += kc_max) {
       const index kc = std::min(kc_max, K - pc);
       pack_b_panels(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, bbuf,
                     kc);
-      for (index ic = 0; ic < M; ic += Bk::MC) {
-        const index mc = std::min<index>(Bk::MC, M - ic);
-        const T* a = trans_a ? A + pc * lda + ic : A + ic * lda + pc;
-        T* c = C + ic * ldc + jc;
-        if (pack_a) {
-          pack_a_strips(trans_a, mc, kc, a, lda, abuf);
-          macro_block<T, ALayout::Strips>(mc, nc, kc, abuf, 0, bbuf, NR, kc * NR, c, ldc,
-                                          slice_mode(pc), beta);
-        } else if (trans_a) {
-          macro_block<T, ALayout::Columns>(mc, nc, kc, a, lda, bbuf, NR, kc * NR, c, ldc,
-                                           slice_mode(pc), beta);
-        } else {
-          macro_block<T, ALayout::Rows>(mc, nc, kc, a, lda, bbuf, NR, kc * NR, c, ldc,
-                                        slice_mode(pc), beta);
-        }
-      }
+      for (index ic = 0; ic < M; ic += Bk::MC)
+        block_product(pack_a, trans_a, std::min<index>(Bk::MC, M - ic), nc, kc,
+                      trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, bbuf, kc * NR,
+                      C + ic * ldc + jc, ldc, slice_mode(pc), beta);
     }
   }
 }
@@ -523,18 +521,9 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
       const index kc = std::min(kc_max, K - pc);
       const Store mode = pc > 0 ? Store::Accumulate
                                 : (beta == T(0) ? Store::Overwrite : Store::Scale);
-      for (index ic = 0; ic < M; ic += Bk::MC) {
-        const index mc = std::min<index>(Bk::MC, M - ic);
-        if (pack_a) {
-          T* abuf = scratch<T>(0, (mc + Bk::MR - 1) / Bk::MR * Bk::MR * kc);
-          pack_a_strips(false, mc, kc, A + ic * lda + pc, lda, abuf);
-          macro_block<T, ALayout::Strips>(mc, nc, kc, abuf, 0, panels + pc * NR, NR, K * NR,
-                                          C + ic * ldc + jc, ldc, mode, beta);
-        } else {
-          macro_block<T, ALayout::Rows>(mc, nc, kc, A + ic * lda + pc, lda, panels + pc * NR, NR,
-                                        K * NR, C + ic * ldc + jc, ldc, mode, beta);
-        }
-      }
+      for (index ic = 0; ic < M; ic += Bk::MC)
+        block_product(pack_a, false, std::min<index>(Bk::MC, M - ic), nc, kc, A + ic * lda + pc,
+                      lda, panels + pc * NR, K * NR, C + ic * ldc + jc, ldc, mode, beta);
     }
   }
 }

@@ -240,7 +240,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   // Every buffer is in place before the time loop: the calling thread's scratch, kept between
   // calls (a steady stream of calls touches no fresh memory), and the training workspace.
   const index state_buffers = a.workspace ? 0 : 2 * B * P;
-  T* const scratch = call_scratch<T>(chunk_steps * B * GH + B * GH + 2 * B * H + state_buffers);
+  T* const scratch = thread_scratch<T>(Scratch::TimeLoop,
+                                       chunk_steps * B * GH + B * GH + 2 * B * H + state_buffers);
   T* xg = scratch;  // (chunk_steps, B, G*H) when projected in team
   if (a.workspace) {
     c.ws = carve_workspace(d, a.workspace);
@@ -342,7 +343,8 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   args.b_hh = d.has_bias ? packed.b_hh.data() : nullptr;  // the only natural weight a step reads
   ForwardContext<T> c{d, args, G, GH, UnitBlocks(H, width), UnitBlocks(P, width)};
   c.packed = &packed;
-  T* xin = call_scratch<T>(2 * B * GH + 2 * B * H);  // (B, G*H) input projection, gate-blocked
+  // (B, G*H) input projection, gate-blocked as the panels, then the step's buffers
+  T* xin = thread_scratch<T>(Scratch::TimeLoop, 2 * B * GH + 2 * B * H);
   c.hg = xin + B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;

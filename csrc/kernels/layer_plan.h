@@ -139,19 +139,6 @@ inline LoopPlan plan_loop(double flops_per_step, index steps, index recurrent_we
   return {loop_threads(flops_per_step, rows, unit_blocks), Split::Units};
 }
 
-// Scratch of the calling thread, kept between calls and grown on demand: the time loops'
-// per-step buffers and inference's input-projection chunks. Memory freshly taken from the
-// system costs a page fault per 4 KB on first touch; measured at (T, B, H) = (200, 16, 64),
-// an LSTM inference call whose 3.3 MB projection buffer came back fresh took 6.3 ms instead
-// of 3.8 (glibc hands a freed block of that size back to the system, or not, depending on
-// what else the process allocates).
-template <typename T>
-T* call_scratch(index n) {
-  thread_local AlignedVector<T> buffer;
-  if (static_cast<index>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
-}
-
 // Steps of the input projection computed at once in inference, `step_elements` per step: the
 // whole sequence while it takes at most input_chunk_bytes() (16 MB), else chunks of that size,
 // and at least one step. Smaller chunks would stay in a closer cache, but each chunk's product

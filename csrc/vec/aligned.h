@@ -32,6 +32,21 @@ struct AlignedAllocator {
 template <typename T>
 using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
+// Scratch of the calling thread, kept between calls and grown on demand (never shrunk), one
+// buffer per slot for users that are live at the same time. Memory freshly taken from the
+// system costs a page fault per 4 KB on first touch; measured at (T, B, H) = (200, 16, 64),
+// an LSTM inference call whose 3.3 MB projection buffer came back fresh took 6.3 ms instead
+// of 3.8 (glibc hands a freed block of that size back to the system, or not, depending on
+// what else the process allocates).
+enum class Scratch { GemmStrips, GemmPanels, GemmAccumulators, TimeLoop, Count };
+template <typename T>
+T* thread_scratch(Scratch slot, std::ptrdiff_t n) {
+  thread_local AlignedVector<T> buffers[static_cast<int>(Scratch::Count)];
+  AlignedVector<T>& buffer = buffers[static_cast<int>(slot)];
+  if (static_cast<std::ptrdiff_t>(buffer.size()) < n) buffer.resize(static_cast<std::size_t>(n));
+  return buffer.data();
+}
+
 // n elements of aligned scratch that the caller writes in full before reading them. Unlike a
 // std::vector it is not zero-filled first: for the (T*B, G*H) gate gradients of BPTT that
 // fill costs a pass over megabytes that the time loop then overwrites.
