@@ -11,6 +11,8 @@ import json
 import statistics
 from collections import defaultdict
 
+from report import ONE_THREAD
+
 SHAPES = "ABCDE"
 LABELS = {"A": "A (100,1,128)", "B": "B (100,32,256)", "C": "C (50,64,512)",
           "D": "D (20,128,1024)", "E": "E (200,16,64)"}
@@ -29,6 +31,18 @@ def median_ratios(runs: list[dict]) -> dict[tuple, float]:
                 continue
             ratio = c.get("ratios", {}).get(peer_of[c["mode"]])
             if ratio is not None:
+                found[(c["cell"], c["mode"], c["shape"], c["threads"])].append(ratio)
+    return {key: statistics.median(values) for key, values in found.items()}
+
+
+def median_scaling(runs: list[dict]) -> dict[tuple, float]:
+    """(cell, mode, shape, threads) -> median over the runs of pyrnn's speedup on those threads
+    over 1 thread, timed in turns within each run (report.ONE_THREAD)."""
+    found: dict[tuple, list[float]] = defaultdict(list)
+    for run in runs:
+        for c in run["cases"]:
+            ratio = c.get("ratios", {}).get(ONE_THREAD)
+            if c["group"] == "shapes" and ratio is not None:
                 found[(c["cell"], c["mode"], c["shape"], c["threads"])].append(ratio)
     return {key: statistics.median(values) for key, values in found.items()}
 
@@ -62,6 +76,16 @@ def format_markdown(runs: list[dict]) -> str:
                 if any(v is not None for v in values):
                     lines.append(f"| {cell.upper()} | {label} | {n} | " + " | ".join(
                         "-" if v is None else _number(v) for v in values) + " |")
+    scaling = median_scaling(runs)
+    if scaling:
+        lines += ["", "pyrnn on n threads over 1 thread (timed in turns within each run):"]
+        for cell in ("lstm", "gru", "rnn"):
+            for mode, _, _ in ROWS:
+                for n in sorted({key[3] for key in scaling}):
+                    values = [scaling.get((cell, mode, s, n)) for s in SHAPES]
+                    if any(v is not None for v in values):
+                        lines.append(f"  {cell:<4} {mode:<9} {n} thr: " + "  ".join(
+                            f"{s} {'-' if v is None else f'{v:.2f}'}" for s, v in zip(SHAPES, values)))
     lines.append("")
     for (cell, H, n), peers in sorted(median_steps(runs).items()):
         times = ", ".join(f"{peer} {seconds * 1e6:.1f} us" for peer, seconds in peers.items())

@@ -31,9 +31,10 @@ import numpy as np
 
 import report
 from ceiling import blas_name, sgemm_gflops
-from peers import load_peers, make_weights, max_rel_diff
+from peers import Bench, load_peers, make_weights, max_rel_diff
 from shapes import (CELLS, DEEPBENCH, DEEPBENCH_CELLS, MEMORY_SHAPE, MODES, REFERENCE_SHAPES,
                     STREAM_CELLS, STREAM_SIZES, Shape, flops, forward_flops, parse_shapes)
+from report import ONE_THREAD
 from timing import Budget, measure_turns
 
 HERE = Path(__file__).resolve().parent
@@ -158,9 +159,37 @@ class Child:
         benches = {name: (lambda peer=peer: peer.inference(cell, shape, weights, x) if mode == "inference"
                           else peer.training(cell, shape, weights, x, dy))
                    for name, peer in self.peers.items() if self._wants(name, group, shape)}
+        if group == "shapes" and self.threads > 1 and "pyrnn" in benches:
+            benches = self._with_one_thread(benches)
         results = self._time(key, benches, 1)
         self._record(key, group, cell, mode, shape.name, shape.label, shape.T, shape.B, shape.I, shape.H,
                      flops(cell, shape, mode), results)
+
+    def _with_one_thread(self, builds: dict) -> dict:
+        """Thread scaling is a ratio of pyrnn to itself, so it is timed like the peers: pyrnn on
+        1 thread (ONE_THREAD) takes turns with pyrnn on this run's threads in the same process.
+        Timed in separate runs minutes apart, the machine's load changes in between and moves
+        the ratio by 20-50%."""
+        peer = self.peers["pyrnn"]
+
+        def build():
+            bench = builds["pyrnn"]()
+            if bench is None:
+                return None
+
+            def run():
+                peer.set_threads(1)
+                try:
+                    bench.run()
+                finally:
+                    peer.set_threads(self.threads)
+            return Bench(run, bench.result, bench.note)
+        out = {}
+        for name, b in builds.items():  # right after pyrnn: its result is checked against pyrnn's
+            out[name] = b
+            if name == "pyrnn":
+                out[ONE_THREAD] = build
+        return out
 
     def stream(self, cell: str, H: int) -> None:
         key = f"stream/{cell}/stream/{H}"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PEER_ORDER = ("pyrnn", "torch", "onnxruntime", "reference")
-SHORT = {"pyrnn": "pyrnn", "torch": "torch", "onnxruntime": "ORT", "reference": "ref"}
+# pyrnn on 1 thread, timed in turns with pyrnn in a run of more threads: its ratio to pyrnn is
+# the speedup of those threads over one (compare.py: Child._with_one_thread).
+ONE_THREAD = "pyrnn_1thr"
+PEER_ORDER = ("pyrnn", ONE_THREAD, "torch", "onnxruntime", "reference")
+SHORT = {"pyrnn": "pyrnn", ONE_THREAD: "py@1thr", "torch": "torch", "onnxruntime": "ORT", "reference": "ref"}
 FAST_PEERS = ("torch", "onnxruntime")   # "best" = the faster of these (the issue's bar)
 MODE_LABEL = {"inference": "infer", "training": "train", "stream": "step(us)"}
 MISMATCH_TOL = 1e-3                      # relative difference flagged as "computes something else"
@@ -108,8 +111,32 @@ def format_memory(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_scaling(results: dict) -> str:
+    """pyrnn's speedup on a run's threads over 1 thread (the ONE_THREAD ratios), a row per cell,
+    mode and thread count, and whether every such pair of results was bitwise equal."""
+    rows: dict[tuple, dict[str, float]] = {}
+    diffs = []
+    for c in results["cases"]:
+        if ONE_THREAD in c["ratios"]:
+            rows.setdefault((c["cell"], c["mode"], c["threads"]), {})[c["shape"]] = c["ratios"][ONE_THREAD]
+            diffs.append(c["peers"][ONE_THREAD].get("diff"))
+    if not rows:
+        return ""
+    same = ("yes" if all(d == 0.0 for d in diffs) else
+            f"no (largest relative difference {max(d for d in diffs if d is not None):.2g})")
+    lines = ["pyrnn on the run's threads over pyrnn on 1 thread, timed in turns in the same run "
+             f"(>1: the threads are faster); results bitwise equal to 1 thread's: {same}"]
+    for (cell, mode, n), by_shape in rows.items():
+        lines.append(f"  {cell:<5} {MODE_LABEL[mode]:<6} {n} thr  " + "  ".join(
+            f"{shape} {ratio:.2f}" for shape, ratio in by_shape.items()))
+    return "\n".join(lines)
+
+
 def format_report(results: dict) -> str:
     parts = [format_header(results), "", format_table(results)]
+    scaling = format_scaling(results)
+    if scaling:
+        parts += ["", scaling]
     if any(r.get("diff", 0.0) > MISMATCH_TOL for c in results["cases"] for r in c["peers"].values()):
         parts.append(f"* output differs from pyrnn's by more than {MISMATCH_TOL:g} (relative): "
                      "one of the two computes something else; its timing is not comparable")

@@ -12,7 +12,7 @@ import pytest
 import combine
 import compare
 import report
-from peers import PEERS, load_peers, make_weights, max_rel_diff
+from peers import PEERS, Bench, load_peers, make_weights, max_rel_diff
 from shapes import CELLS, STREAM_CELLS, Shape, flops
 
 SMALL = Shape("tiny", 6, 3, 5, 7)  # I != H catches transposed or swapped weights
@@ -125,3 +125,29 @@ def test_combine_takes_the_median_of_each_case_over_runs():
     table = combine.format_markdown(runs)
     assert "| GRU | inference, vs faster of torch/ORT | 1 | 2 | - | - | - | - |" in table
     assert "step gru H=128 threads 1: pyrnn 2.0 us" in table
+
+
+def test_one_thread_turns_restore_the_threads_and_report_the_speedup(monkeypatch):
+    """pyrnn on 1 thread is timed as a peer next to pyrnn (compare.Child._with_one_thread): its
+    run sets 1 thread and restores the run's count; its ratio is the speedup over 1 thread."""
+    calls = []
+
+    class FakePyrnn:
+        def set_threads(self, n):
+            calls.append(("threads", n))
+
+    child = compare.Child.__new__(compare.Child)
+    child.threads, child.peers = 2, {"pyrnn": FakePyrnn()}
+    builds = {"pyrnn": lambda: Bench(lambda: calls.append("run"), dict), "torch": lambda: None}
+    wrapped = child._with_one_thread(builds)
+    assert list(wrapped) == ["pyrnn", report.ONE_THREAD, "torch"]
+    wrapped[report.ONE_THREAD]().run()
+    assert calls == [("threads", 1), "run", ("threads", 2)]
+
+    case = {"threads": 2, "flops": 1e9, "cell": "gru", "mode": "training", "shape": "E", "group": "shapes",
+            "peers": {"pyrnn": {"median_s": 0.01}, report.ONE_THREAD: {"median_s": 0.015, "diff": 0.0}}}
+    d = report.derive(case, {})
+    assert d["ratios"] == pytest.approx({report.ONE_THREAD: 1.5})
+    text = report.format_scaling({"cases": [d]})
+    assert "bitwise equal to 1 thread's: yes" in text and "gru   train  2 thr  E 1.50" in text
+    assert combine.median_scaling([{"cases": [d]}]) == {("gru", "training", "E", 2): 1.5}
