@@ -51,39 +51,41 @@ class StepBarrier {
 };
 
 // Runs body(share) on every thread of one OpenMP team of `threads`. `barrier` points at the
-// team's step barrier meanwhile (a no-op when split by rows or run alone). Denormals are
-// flushed on every thread of the team (the caller flushes its own: a one-thread loop runs on
-// it).
+// team's step barrier meanwhile (a no-op when split by rows or run alone); share.team is a
+// barrier of the whole team either way. Denormals are flushed on every thread of the team (the
+// caller flushes its own: a one-thread loop runs on it).
 template <typename Body>
 void run_team(int threads, Split split, index rows, index blocks, index out_blocks,
               StepBarrier*& barrier, Body body) {
+  StepBarrier alone(1);
+  const Share whole{{0, rows}, {0, blocks}, {0, out_blocks}, {0, blocks}, &alone};
   if (threads <= 1) {
     // No team: entering an OpenMP region costs a microsecond or more (libgomp may wake or
     // release pool threads), as long as a whole streaming step of a small layer.
-    StepBarrier alone(1);
     barrier = &alone;
-    body(Share{{0, rows}, {0, blocks}, {0, out_blocks}});
+    body(whole);
     barrier = nullptr;
     return;
   }
   // Sized before the team starts, so that no extra barrier is needed to publish it. A team
   // smaller than asked for (inside another parallel region, a thread limit) runs the whole
   // loop on its first thread.
-  StepBarrier team_barrier(split == Split::Rows ? 1 : threads), alone(1);
-  barrier = &team_barrier;
+  StepBarrier team(threads), step_barrier(split == Split::Rows ? 1 : threads);
+  barrier = &step_barrier;
 #pragma omp parallel num_threads(threads)
   {
     FlushDenormals ftz;
     const int tid = omp_get_thread_num(), nthreads = omp_get_num_threads();
+    const Range units = thread_share(blocks, tid, nthreads);
     if (nthreads != threads) {
       if (tid == 0) {
         barrier = &alone;
-        body(Share{{0, rows}, {0, blocks}, {0, out_blocks}});
+        body(whole);
       }
     } else if (split == Split::Rows) {
-      body(Share{thread_share(rows, tid, nthreads), {0, blocks}, {0, out_blocks}});
+      body(Share{thread_share(rows, tid, nthreads), {0, blocks}, {0, out_blocks}, units, &team});
     } else {
-      body(Share{{0, rows}, thread_share(blocks, tid, nthreads), thread_share(out_blocks, tid, nthreads)});
+      body(Share{{0, rows}, units, thread_share(out_blocks, tid, nthreads), units, &team});
     }
   }
   barrier = nullptr;

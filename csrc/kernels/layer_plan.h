@@ -90,11 +90,17 @@ index unit_block_width() {
 // whole sequence without meeting (no barrier to wait at when the machine is busy).
 enum class Split { Units, Rows };
 
+class StepBarrier;
+
 // The calling thread's part of every step.
 struct Share {
-  Range rows;        // batch rows
-  Range blocks;      // hidden unit blocks
-  Range out_blocks;  // projection output column blocks
+  Range rows;          // batch rows
+  Range blocks;        // hidden unit blocks
+  Range out_blocks;    // projection output column blocks
+  Range input_blocks;  // unit blocks of the input projection (all rows): `blocks`, or when
+                       // split by rows a share of them (team barriers around it, see
+                       // layer_forward.cpp)
+  StepBarrier* team;   // a barrier of every thread of the team, whatever the split
 };
 
 // Threads worth using for a time loop split by units, doing `flops_per_step` on `rows` batch
