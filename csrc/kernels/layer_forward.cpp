@@ -284,8 +284,9 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
         // Split by units, a thread reads only the columns it computes here. Split by rows, it
         // reads every column of its rows, so the threads wait for each other before the chunk
         // is overwritten and after it is written. A thread's rows alone, step by step, would be
-        // products of a few rows, a short strip of tiles for every few (measured at 2 threads:
-        // LSTM and GRU inference at (200, 16, 64) 4-5% and at (100, 32, 256) 6-11% faster so).
+        // products of a few rows, a short strip of tiles for every few (measured at 2 threads,
+        // alternating: inference at (200, 16, 64) 2-5% and LSTM and GRU at (100, 32, 256) 6-8%
+        // faster so, RNN there level).
         const index n = std::min(chunk_steps, TT - s);
         chunk_first = d.reverse ? t - n + 1 : t;
         const bool shared = plan.split == Split::Rows;

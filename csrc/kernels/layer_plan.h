@@ -87,7 +87,8 @@ index unit_block_width() {
 // unit blocks (and projection column blocks) for all batch rows, keeping its slice of the
 // weights in its own cache; steps end with a barrier. By rows: every thread owns a fixed run
 // of batch rows with all units; rows never depend on each other, so the threads run the
-// whole sequence without meeting (no barrier to wait at when the machine is busy).
+// steps without meeting (no barrier per step to wait at when the machine is busy; they meet
+// only around each chunk's input projection in inference, see layer_forward.cpp).
 enum class Split { Units, Rows };
 
 class StepBarrier;
