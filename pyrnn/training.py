@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed as _distributed
+from .distributed import is_main_process
 from . import losses as _losses
 from . import optim as _optim
 
@@ -119,7 +121,8 @@ class ModelCheckpoint(Callback):
             if not _better(self.mode, logs[self.monitor], self.best, 0.0):
                 return False
             self.best, self.best_epoch = logs[self.monitor], epoch
-        save(model, self.path, metadata={"epoch": str(epoch)})
+        if is_main_process():
+            save(model, self.path, metadata={"epoch": str(epoch)})
         return False
 
 
@@ -179,19 +182,22 @@ def _accuracy(outputs: np.ndarray, targets: np.ndarray, mask: Any) -> tuple[floa
 
 
 def evaluate(model: Any, data: Any, loss: Any, batch_size: int = 256,
-             metrics: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, float]:
+             metrics: Mapping[str, Any] | Sequence[str] | None = None, _dp: Any = None) -> dict[str, float]:
     """Loss (mean over valid positions, like training) and metrics on ``data`` in eval mode.
     Metrics: ``"accuracy"`` (argmax over the last axis vs integer targets, valid positions
-    only) or ``name: fn(model, inputs, targets) -> float``."""
+    only) or ``name: fn(model, inputs, targets) -> float``. In distributed training each rank
+    evaluates its share of ``data`` and the results are reduced over ranks (a function metric
+    as the mean of the ranks' values weighted by their number of examples)."""
     loss_fn = _resolve_loss(loss)
     inputs, targets = _split(data, "data")
     metrics = _metric_dict(metrics)
+    own = np.arange(len(inputs)) if _dp is None else _dp.shard(np.arange(len(inputs)))
     was_training = model.training
     model.eval()
     try:
         total, weight, hits, count = 0.0, 0.0, 0.0, 0.0
-        for start in range(0, len(inputs), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(inputs)))
+        for start in range(0, len(own), batch_size):
+            idx = own[start:start + batch_size]
             batch = model.collate(_take(inputs, idx), _take(targets, idx))
             out = model(**batch.inputs)
             value, _ = loss_fn(out, batch.targets, mask=batch.mask)
@@ -200,9 +206,18 @@ def evaluate(model: Any, data: Any, loss: Any, batch_size: int = 256,
             if "accuracy" in metrics:
                 h, c = _accuracy(out, batch.targets, batch.mask)
                 hits, count = hits + h, count + c
+        functions = {name: fn for name, fn in metrics.items() if fn != "accuracy"}
+        values = {name: float(fn(model, _take(inputs, own), _take(targets, own))) if len(own) else 0.0
+                  for name, fn in functions.items()}
+        if _dp is not None:
+            sums = np.array([total, weight, hits, count, float(len(own))]
+                            + [v * len(own) for v in values.values()])
+            sums = _dp.allreduce_sum(sums, "the validation metrics")
+            total, weight, hits, count, examples = sums[:5]
+            values = {name: float(v) / max(examples, 1) for name, v in zip(values, sums[5:])}
         logs = {"loss": total / max(weight, 1e-12)}
         for name, fn in metrics.items():
-            logs[name] = hits / max(count, 1) if fn == "accuracy" else float(fn(model, inputs, targets))
+            logs[name] = hits / max(count, 1) if fn == "accuracy" else values[name]
     finally:
         model.train(was_training)
     return logs
@@ -223,6 +238,24 @@ def _metric_dict(metrics: Any) -> dict[str, Any]:
     return out
 
 
+def _batch_pieces(batch: Any, tbptt: int | None, dp: Any) -> list[Any]:
+    """The (inputs, targets, mask) pieces of one batch, each with an optimizer step: the whole
+    batch, or its truncated-BPTT chunks. In distributed training every rank takes as many
+    steps as the rank with the most pieces (None: this rank has nothing for that step, and its
+    gradient is given weight 0)."""
+    if batch is None:
+        pieces = []
+    elif tbptt:
+        pieces = list(_tbptt_chunks(batch, tbptt))
+    else:
+        pieces = [(batch.inputs, batch.targets, batch.mask)]
+    if dp and tbptt:
+        pieces += [None] * (dp.allreduce_max(len(pieces), "the step count") - len(pieces))
+    elif dp and not pieces:
+        pieces = [None]     # an empty shard of the ragged last batch still joins the step
+    return pieces
+
+
 def _tbptt_chunks(batch: Any, k: int):
     """Cut a batch along time into chunks of ``k`` steps (lengths clipped per chunk)."""
     x, lengths = batch.inputs["x"], batch.inputs["lengths"]
@@ -239,7 +272,7 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         validation_data: Any = None, shuffle: bool = True, seed: int | None = 0,
         clip_grad_norm: float | None = None, clip_grad_value: float | None = None, tbptt: int | None = None,
         callbacks: Sequence[Callback] = (), metrics: Any = None, scheduler: Any = None,
-        progress: bool = True, file: Any = None) -> History:
+        progress: bool = True, file: Any = None, distributed: Any = False) -> History:
     """Train ``model`` and return its :class:`History`.
 
     - ``train_data`` / ``validation_data``: pairs ``(inputs, targets)`` of equal length; the
@@ -258,7 +291,22 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
     - ``callbacks``: e.g. :class:`EarlyStopping`, :class:`ModelCheckpoint`.
     - ``progress``: a tqdm bar per epoch with the running loss (tqdm from the ``demo`` extra);
       without tqdm, one plain line per epoch.
+    - ``distributed``: ``True`` for synchronous data-parallel training over MPI when launched
+      with ``mpiexec -n N`` (``batch_size`` is then per rank; see :mod:`pyrnn.distributed`),
+      ``"auto"`` for that only under an MPI launcher with several ranks, or a
+      ``pyrnn.distributed.DataParallel``.
     """
+    dp = _distributed.data_parallel(distributed)
+    if dp is None:
+        return _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed,
+                    clip_grad_norm, clip_grad_value, tbptt, callbacks, metrics, scheduler, progress, file, None)
+    with dp.abort_on_error(), dp.active():
+        return _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed,
+                    clip_grad_norm, clip_grad_value, tbptt, callbacks, metrics, scheduler, progress, file, dp)
+
+
+def _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed,
+         clip_grad_norm, clip_grad_value, tbptt, callbacks, metrics, scheduler, progress, file, dp):
     loss_fn = _resolve_loss(loss)
     inputs, targets = _split(train_data, "train_data")
     if validation_data is not None:
@@ -275,10 +323,14 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
     metric_fns = _metric_dict(metrics)
     rng = np.random.default_rng(seed)
     history = History()
+    main = dp is None or dp.is_main
     out = file if file is not None else sys.stderr
-    tqdm = _tqdm() if progress else None
+    tqdm = _tqdm() if progress and main else None
     n = len(inputs)
-    n_batches = math.ceil(n / batch_size)
+    global_batch = batch_size * (dp.size if dp else 1)
+    n_batches = math.ceil(n / global_batch)
+    if dp:
+        dp.start(model, optimizer)
     for cb in callbacks:
         cb.on_train_begin(model, history)
     model.train()
@@ -289,38 +341,49 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
                    dynamic_ncols=True) if tqdm else None
         total, weight = 0.0, 0.0
         for b in range(n_batches):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            batch = model.collate(_take(inputs, idx), _take(targets, idx))
-            pieces = (_tbptt_chunks(batch, tbptt) if tbptt else [(batch.inputs, batch.targets, batch.mask)])
+            idx = order[b * global_batch:(b + 1) * global_batch]
+            if dp:
+                idx = dp.shard(idx)
+            batch = model.collate(_take(inputs, idx), _take(targets, idx)) if len(idx) else None
+            pieces = _batch_pieces(batch, tbptt, dp)
             state = None
-            for chunk_inputs, chunk_targets, mask in pieces:
-                if tbptt:
-                    chunk_inputs = dict(chunk_inputs, state=state)
+            for piece in pieces:
                 model.zero_grad()
-                outputs = model(**chunk_inputs)
-                value, dout = loss_fn(outputs, chunk_targets, mask=mask)
-                if not math.isfinite(value):
-                    if bar:
-                        bar.close()
-                    raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
-                                             "learning rate or clip the gradients")
-                model.backward(dout)
+                value, w = 0.0, 0.0
+                if piece is not None:
+                    chunk_inputs, chunk_targets, mask = piece
+                    if tbptt:
+                        chunk_inputs = dict(chunk_inputs, state=state)
+                    outputs = model(**chunk_inputs)
+                    value, dout = loss_fn(outputs, chunk_targets, mask=mask)
+                    if not math.isfinite(value):
+                        if bar:
+                            bar.close()
+                        raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
+                                                 "learning rate or clip the gradients")
+                    model.backward(dout)
+                    w = float(np.sum(mask)) if mask is not None else float(len(idx))
+                if dp:
+                    dp.average_gradients(model, w)
                 if clip_grad_norm:
                     _optim.clip_grad_norm(model, clip_grad_norm)
                 if clip_grad_value:
                     _optim.clip_grad_value(model, clip_grad_value)
                 optimizer.step()
-                if tbptt:
+                if tbptt and piece is not None:
                     state = model.final_state
-                w = float(np.sum(mask)) if mask is not None else float(len(idx))
                 total, weight = total + value * w, weight + w
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / max(weight, 1e-12):.4f}")
+        if dp:
+            total, weight = dp.allreduce_sum(np.array([total, weight]), "the epoch's loss")
         logs = {"loss": total / max(weight, 1e-12)}
         if validation_data is not None:
-            val = evaluate(model, validation_data, loss_fn, max(batch_size, 64), metric_fns)
+            val = evaluate(model, validation_data, loss_fn, max(batch_size, 64), metric_fns, _dp=dp)
             logs.update({f"val_{k}": v for k, v in val.items()})
+        if dp and dp.check_every_epoch:
+            dp.check_same_weights(model, epoch)
         logs["lr"] = optimizer.lr
         if scheduler is not None:
             scheduler.step()
@@ -329,11 +392,13 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         if bar:
             bar.set_postfix_str(_fmt({k: v for k, v in logs.items() if k != "lr"}))
             bar.close()
-        elif progress:
+        elif progress and main:
             print(f"epoch {epoch}/{epochs}  {_fmt(logs)}  ({logs['time']:.1f}s)", file=out, flush=True)
         stop = False
         for cb in callbacks:
             stop = bool(cb.on_epoch_end(epoch, logs, model)) or stop
+        if dp:
+            stop = dp.broadcast_object(stop, "the stop decision")   # rank 0's callbacks decide
         if stop:
             history.stopped_early = True
             break
