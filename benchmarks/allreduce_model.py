@@ -1,7 +1,7 @@
 """Project data-parallel scaling to clusters with the ring-allreduce cost model, from the compute
-time per step and gradient size that benchmarks/distributed.py measured on this machine.
+time per step and gradient size that benchmarks/mpi_train.py measured on this machine.
 
-    python benchmarks/allreduce_model.py                       # reads benchmarks/results/distributed.json
+    python benchmarks/allreduce_model.py                       # reads benchmarks/results/mpi_train.json
     python benchmarks/allreduce_model.py --step-ms 80 --gradient-mb 1.2
 
 Model (no overlap of communication with compute, the conservative case): one step on N nodes
@@ -30,7 +30,7 @@ def allreduce_seconds(nodes: int, nbytes: float, bandwidth: float, latency: floa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results", "distributed.json"))
+    p.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results", "mpi_train.json"))
     p.add_argument("--step-ms", type=float, default=None, help="compute per step on one node (default: measured)")
     p.add_argument("--gradient-mb", type=float, default=None, help="gradient size in MB (default: measured)")
     p.add_argument("--batch", type=int, default=None, help="batch per node of the measured step")

@@ -90,15 +90,15 @@ def _checked_array(model: Any, x: Any, lengths: Any, tokens: bool, da: Any) -> t
     N, T = x.shape[0], x.shape[1]
     if lengths is None:
         return x, da.full((N,), T, dtype=np.int64, chunks=(x.chunks[0],))
-    lens = lengths if isinstance(lengths, da.Array) else da.from_array(np.asarray(lengths), chunks=(x.chunks[0],))
+    lens = lengths if isinstance(lengths, da.Array) else np.asarray(lengths)
     if lens.ndim != 1 or lens.shape[0] != N or lens.dtype.kind not in "iu":
         raise ValueError(f"lengths: expected ({N},) integers (one per sequence), got shape {lens.shape} and "
                          f"dtype {lens.dtype}")
-    if isinstance(lengths, np.ndarray) or not isinstance(lengths, da.Array):
-        arr = np.asarray(lengths)
-        if arr.size and (arr.min() < 1 or arr.max() > T):
-            raise ValueError(f"lengths: each must be in 1..{T} (the padded length), got {arr.min()}..{arr.max()}")
-    return x, lens.rechunk((x.chunks[0],))
+    if isinstance(lens, np.ndarray):
+        if lens.size and (lens.min() < 1 or lens.max() > T):
+            raise ValueError(f"lengths: each must be in 1..{T} (the padded length), got {lens.min()}..{lens.max()}")
+        return x, da.from_array(lens, chunks=(x.chunks[0],))
+    return x, lens.rechunk((x.chunks[0],))     # a dask array's values are checked in each task
 
 
 def _output_layout(model: Any, tokens: bool) -> tuple[tuple[int, ...], np.dtype, bool]:

@@ -2,11 +2,11 @@
 and on N ranks (each rank 1 thread, batch 64 per rank), for a Seq2Vec LSTM (input 32, hidden
 256, T = 100), and the time each step spends in the gradient Allreduce.
 
-    python benchmarks/distributed.py                 # ranks 1 and 2
-    python benchmarks/distributed.py --ranks 1,2,4 --batches 30 --out benchmarks/results
+    python benchmarks/mpi_train.py                 # ranks 1 and 2
+    python benchmarks/mpi_train.py --ranks 1,2,4 --batches 30 --out benchmarks/results
 
 Each rank count runs as its own ``mpiexec -n N`` job (this script with ``--worker``); the
-parent prints a table and writes ``distributed.json``. The ring-allreduce cost model that
+parent prints a table and writes ``mpi_train.json``. The ring-allreduce cost model that
 projects these numbers to clusters is in docs/distributed.md.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
         print(f"| {ranks} | {row['samples_per_s']:.0f} | {row['samples_per_s'] / base:.2f}x | {row['step_ms']:.1f} | "
               f"{row['allreduce_ms_per_step']:.2f} | {row['gradient_bytes'] / 1e6:.2f} |")
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "distributed.json"), "w") as f:
+    with open(os.path.join(args.out, "mpi_train.json"), "w") as f:
         json.dump({"args": vars(args), "runs": rows, "median": table}, f, indent=1)
 
 
