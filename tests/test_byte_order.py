@@ -155,6 +155,18 @@ def swap_one(args: dict, which: str) -> dict:
     return {k: (swapped_state(v) if k == which else v) for k, v in args.items()}
 
 
+def assert_layers_agree(native, other, args: dict, which: str):
+    """`native` and `other` (the same layer) agree with argument `which` swapped for `other`,
+    forward and, in training mode, backward with its weight gradients."""
+    y, s = native(*args.values())
+    assert_same((y, s), other(*swap_one(args, which).values()))
+    if native.training:
+        grads = dict(dy=randn(*y.shape, seed=3), state=s)
+        assert_same(native.backward(*grads.values()), other.backward(*swap_one(grads, which).values()))
+        for k in native.grads:
+            np.testing.assert_array_equal(native.grads[k], other.grads[k])
+
+
 @pytest.mark.parametrize("cls", [pyrnn.LSTM, pyrnn.GRU, pyrnn.RNN])
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("which", ["x", "state", "lengths", "dy", "weights"])
@@ -165,14 +177,7 @@ def test_layers(cls, mode, which):
     state = np.zeros((4, B, H), np.float32) + 0.25
     args = dict(x=randn(T, B, I), state=(state, state * 2) if cls is pyrnn.LSTM else state,
                 lengths=np.array([4, 2, 3]))
-    y, s = native(*args.values())
-    y2, s2 = other(*swap_one(args, which).values())
-    assert_same((y, s), (y2, s2))
-    if mode == "train":
-        grads = dict(dy=randn(*y.shape, seed=3), state=s)
-        assert_same(native.backward(*grads.values()), other.backward(*swap_one(grads, which).values()))
-        for k in native.grads:
-            np.testing.assert_array_equal(native.grads[k], other.grads[k])
+    assert_layers_agree(native, other, args, which)
 
 
 @pytest.mark.parametrize("cls", [pyrnn.LSTM, pyrnn.GRU, pyrnn.RNN])
@@ -218,14 +223,7 @@ def test_xlstm_layers(cls, mode, which):
     x = randn(T, B, 4)
     _, state = native(x)  # a non-trivial initial state
     args = dict(x=x, state=state, lengths=np.array([4, 2, 3]))
-    y, s = native(*args.values())
-    y2, s2 = other(*swap_one(args, which).values())
-    assert_same((y, s), (y2, s2))
-    if mode == "train":
-        grads = dict(dy=randn(*y.shape, seed=3), state=s)
-        assert_same(native.backward(*grads.values()), other.backward(*swap_one(grads, which).values()))
-        for k in native.grads:
-            np.testing.assert_array_equal(native.grads[k], other.grads[k])
+    assert_layers_agree(native, other, args, which)
 
 
 @pytest.mark.parametrize("cls", [pyrnn.SLSTMCell, pyrnn.MLSTMCell])
