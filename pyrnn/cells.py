@@ -62,14 +62,12 @@ class _Cell(ParameterModule):
                 return h_new, c_new
             except (TypeError, ValueError):
                 pass  # converted, checked (with a clear message) or repacked below
-        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
+        xt, batched = _checks.step_input(x, self.input_size, self.dtype, kept=self.training)
         B = xt.shape[1]
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
         h = _checks.state(h, "h", shape, legend, self.dtype).reshape(B, self.hidden_size)
         if self.cell == "lstm":
             c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
-        if self.training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
         elif not self.training:  # streaming inference: the single-step kernel, nothing kept

@@ -85,15 +85,13 @@ class _RecurrentLayer(ParameterModule):
 
     def _forward(self, x: Any, h0: Any, c0: Any, lengths: Any):
         is_lstm = self.cell == "lstm"
-        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype)
+        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype, kept=self.training)
         T, B, _ = xt.shape
         h0 = self._initial_state(h0, "h0", B, self.output_size, batched)
         c0 = self._initial_state(c0, "c0", B, self.hidden_size, batched) if is_lstm else None
         lengths = _checks.lengths(lengths, T, B, batched)
         training = self.training
         self._check_memory(T, B)
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
 
         if T == 0 or B == 0:  # nothing to compute: the states pass through unchanged
             y = np.zeros((T, B, self.num_directions * self.output_size), self.dtype)

@@ -83,15 +83,13 @@ class _XLayer(ParameterModule):
 
     # -- forward ---------------------------------------------------------------------------------
     def _forward(self, x: Any, state: Any, lengths: Any):
-        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype)
+        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype, kept=self.training)
         T, B, _ = xt.shape
         states = self._initial_states(state, B, batched, "state")
         lengths = _checks.lengths(lengths, T, B, batched)
         training = self.training
         _checks.fits_in_memory(self._memory_estimate(T, B), self.dtype,
                                f"{type(self).__name__} forward over T={T}, B={B}")
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()
         if T == 0 or B == 0:
             y = np.zeros((T, B, self.hidden_size), self.dtype)
             finals, caches, masks = [s.copy() for s in states], [], []
