@@ -83,7 +83,7 @@ class Seq2Vec(_Recurrent):
     def __call__(self, x: Any, lengths: Any = None, state: Any = None) -> np.ndarray:
         y, st = self._encode(x, lengths, state)
         B, T, F = y.shape
-        lengths_arr = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64).reshape(B)
+        lengths_arr = np.full(B, T, np.int64) if lengths is None else np.array(lengths, np.int64).reshape(B)
         mask = sequence_mask(lengths_arr, T)
         cache: dict[str, Any] = {"shape": y.shape, "lengths": lengths_arr, "state": st}
         if self.pooling == "last":
