@@ -450,6 +450,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
+  m.def("fork_limited", &fork_limited,
+        "Whether this process was forked after OpenMP's pool ran: native calls then use one thread.");
   m.def("active_isa", &active_isa);
   m.def("available_isas", &available_isas);
   m.def("select_isa", [](const std::string& name) {

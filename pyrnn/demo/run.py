@@ -164,9 +164,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "adding: Seq2Vec LSTM on the adding problem; sine: Seq2Seq forecasting")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default per task)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling (default 0)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for pyrnn's kernels and NumPy's BLAS (default 1: the demo's models "
-                             "are small, and one thread never waits on a busy machine)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for pyrnn's kernels (default: pyrnn's, the cores this process may use "
+                             "or PYRNN_NUM_THREADS); NumPy's BLAS runs on one thread meanwhile, so that its "
+                             "pool does not compete with pyrnn's for the cores")
     parser.add_argument("--out", default="pyrnn-demo", help="folder for the model and loss curve (default ./pyrnn-demo)")
     parser.add_argument("--train-size", type=int, default=None, help="training examples (default per task)")
     parser.add_argument("--test-size", type=int, default=None, help="held-out examples (default per task)")
@@ -175,9 +176,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise SystemExit("--threads must be >= 1")
-    with limit_threads(args.threads):        # restored afterwards when called from Python
+    threads = get_num_threads() if args.threads is None else args.threads
+    with limit_threads(threads, blas=1):     # restored afterwards when called from Python
         _say(f"pyrnn demo '{args.task}' (seed {args.seed}, {get_num_threads()} threads, output in {args.out}/)")
         t0 = time.perf_counter()
         result = TASKS[args.task](args)
