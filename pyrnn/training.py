@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 
 from . import losses as _losses
+from . import metrics as _metrics
 from . import optim as _optim
 
-LOSSES: dict[str, Callable[..., Any]] = {"mse": _losses.mse, "cross_entropy": _losses.cross_entropy}
+LOSSES: dict[str, Callable[..., Any]] = {
+    "mse": _losses.mse, "cross_entropy": _losses.cross_entropy, "bce": _losses.bce,
+    "bce_with_logits": _losses.bce_with_logits, "huber": _losses.huber, "l1": _losses.l1, "nll": _losses.nll}
 
 
 class History:
@@ -144,7 +147,9 @@ def _fmt(logs: Mapping[str, float]) -> str:
 
 
 def _take(data: Any, index: np.ndarray) -> Any:
-    if isinstance(data, np.ndarray):
+    if data is None:
+        return None
+    if isinstance(data, np.ndarray) or (hasattr(data, "detach") and hasattr(data, "numpy")):
         return data[index]
     return [data[i] for i in index]
 
@@ -159,68 +164,115 @@ def _resolve_loss(loss: Any) -> Callable[..., Any]:
     return loss
 
 
-def _split(data: Any, name: str) -> tuple[Any, Any]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"{name} must be a pair (inputs, targets)")
-    inputs, targets = data
+def _split(data: Any, name: str) -> tuple[Any, Any, Any]:
+    """``(inputs, targets, lengths)`` of a data pair ``(inputs, targets)`` or triple ``(inputs,
+    targets, lengths)`` (padded inputs with their lengths)."""
+    if not (isinstance(data, (tuple, list)) and len(data) in (2, 3)):
+        raise TypeError(f"{name} must be a pair (inputs, targets) or a triple (inputs, targets, lengths)")
+    inputs, targets, lengths = (*data, None) if len(data) == 2 else data
     if len(inputs) != len(targets):
         raise ValueError(f"{name}: {len(inputs)} inputs but {len(targets)} targets")
+    if lengths is not None and len(lengths) != len(inputs):
+        raise ValueError(f"{name}: {len(inputs)} inputs but {len(lengths)} lengths")
     if len(inputs) == 0:
         raise ValueError(f"{name} is empty")
-    return inputs, targets
+    return inputs, targets, lengths
 
 
-def _accuracy(outputs: np.ndarray, targets: np.ndarray, mask: Any) -> tuple[float, float]:
-    correct = np.argmax(outputs, axis=-1) == np.asarray(targets).reshape(outputs.shape[:-1])
-    if mask is not None:
-        m = np.asarray(mask, bool)
-        return float(correct[m].sum()), float(m.sum())
-    return float(correct.sum()), float(correct.size)
+def _collate(model: Any, inputs: Any, targets: Any, lengths: Any, idx: np.ndarray):
+    x, t, lens = _take(inputs, idx), _take(targets, idx), _take(lengths, idx)
+    return model.collate(x, t) if lens is None else model.collate(x, t, lens)
 
 
-def evaluate(model: Any, data: Any, loss: Any, batch_size: int = 256,
-             metrics: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, float]:
+def _metric_dict(metrics: Any) -> dict[str, Any]:
+    """``name -> Metric`` (built-in, accumulated over batches) or ``name -> fn(model, inputs, targets)``."""
+    if metrics is None:
+        return {}
+    if isinstance(metrics, (str, _metrics.Metric)):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        return {k: (_metrics.get(v) if isinstance(v, (str, _metrics.Metric)) else v) for k, v in metrics.items()}
+    out = {}
+    for m in metrics:
+        metric = _metrics.get(m)
+        out[metric.name] = metric
+    return out
+
+
+def _check_stateful(model: Any, batch_size: int, n: int, name: str) -> None:
+    if not getattr(model, "supports_stateful", False):
+        raise ValueError(f"stateful: {type(model).__name__} cannot carry its state across batches "
+                         "(a unidirectional Seq2Seq can)")
+    if n % batch_size:
+        raise ValueError(f"stateful: {name} has {n} segments, not a multiple of batch_size = {batch_size} "
+                         "(batch k holds segment k of each of batch_size streams; see make_streams)")
+
+
+def _carry(model: Any) -> tuple:
+    """The model's final state, detached (copied) for the next batch of the same streams."""
+    return tuple(np.array(s, copy=True) for s in model.final_state)
+
+
+def evaluate(model: Any, data: Any, loss: Any = None, batch_size: int = 256, metrics: Any = None,
+             stateful: bool = False) -> dict[str, float]:
     """Loss (mean over valid positions, like training) and metrics on ``data`` in eval mode.
-    Metrics: ``"accuracy"`` (argmax over the last axis vs integer targets, valid positions
-    only) or ``name: fn(model, inputs, targets) -> float``."""
-    loss_fn = _resolve_loss(loss)
-    inputs, targets = _split(data, "data")
+
+    ``data`` as ``fit`` takes it: ``(inputs, targets)`` with inputs a list of variable-length
+    sequences or an array, or ``(inputs, targets, lengths)`` with padded inputs. ``loss``: as
+    ``fit`` (None: metrics only). ``metrics``: names (``"accuracy"``, ``"top5_accuracy"``,
+    ``"f1"``, ``"perplexity"``, ``"bpc"``; see ``pyrnn.metrics``), ``Metric`` instances, or
+    ``{name: fn(model, inputs, targets) -> float}``. ``stateful``: the rows are consecutive
+    segments of ``batch_size`` streams (as ``fit(stateful=True)``), the state carried across."""
+    loss_fn = None if loss is None else _resolve_loss(loss)
+    inputs, targets, lengths = _split(data, "data")
     metrics = _metric_dict(metrics)
+    if stateful:
+        _check_stateful(model, batch_size, len(inputs), "data")
+    accumulated = {k: m for k, m in metrics.items() if isinstance(m, _metrics.Metric)}
+    for m in accumulated.values():
+        m.reset()
     was_training = model.training
     model.eval()
     try:
-        total, weight, hits, count = 0.0, 0.0, 0.0, 0.0
+        total, weight, state = 0.0, 0.0, None
         for start in range(0, len(inputs), batch_size):
             idx = np.arange(start, min(start + batch_size, len(inputs)))
-            batch = model.collate(_take(inputs, idx), _take(targets, idx))
-            out = model(**batch.inputs)
-            value, _ = loss_fn(out, batch.targets, mask=batch.mask)
-            w = float(np.sum(batch.mask)) if batch.mask is not None else float(batch.size)
-            total, weight = total + value * w, weight + w
-            if "accuracy" in metrics:
-                h, c = _accuracy(out, batch.targets, batch.mask)
-                hits, count = hits + h, count + c
-        logs = {"loss": total / max(weight, 1e-12)}
+            batch = _collate(model, inputs, targets, lengths, idx)
+            out = model(**batch.inputs, state=state) if stateful else model(**batch.inputs)
+            if stateful:
+                state = _carry(model)
+            if loss_fn is not None:
+                value, _ = loss_fn(out, batch.targets, mask=batch.mask)
+                w = float(np.sum(batch.mask)) if batch.mask is not None else float(batch.size)
+                total, weight = total + value * w, weight + w
+            for m in accumulated.values():
+                m.update(out, batch.targets, batch.mask)
+        logs = {} if loss_fn is None else {"loss": total / max(weight, 1e-12)}
         for name, fn in metrics.items():
-            logs[name] = hits / max(count, 1) if fn == "accuracy" else float(fn(model, inputs, targets))
+            logs[name] = fn.result() if isinstance(fn, _metrics.Metric) else float(fn(model, inputs, targets))
     finally:
         model.train(was_training)
     return logs
 
 
-def _metric_dict(metrics: Any) -> dict[str, Any]:
-    if metrics is None:
-        return {}
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if isinstance(metrics, Mapping):
-        return dict(metrics)
-    out = {}
-    for m in metrics:
-        if m != "accuracy":
-            raise ValueError(f"built-in metrics: 'accuracy'; give others as name: fn(model, inputs, targets), got {m!r}")
-        out[m] = m
-    return out
+def make_streams(data: Any, batch_size: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a long sequence (tokens (N,) or features (N, F)) into inputs and next-step targets for
+    stateful training: ``batch_size`` contiguous streams, each cut into segments of ``steps``,
+    ordered so that batch k (rows k*batch_size ... ) holds segment k of every stream. Returns
+    ``(X, Y)`` with X, Y (n_batches * batch_size, steps[, F]); Y is X shifted by one step."""
+    arr = np.asarray(data)
+    batch_size, steps = int(batch_size), int(steps)
+    if batch_size < 1 or steps < 1:
+        raise ValueError(f"batch_size and steps must be >= 1, got {batch_size} and {steps}")
+    per_stream = (len(arr) - 1) // batch_size
+    n_batches = per_stream // steps
+    if n_batches < 1:
+        raise ValueError(f"make_streams: {len(arr)} steps are too few for {batch_size} streams of at least "
+                         f"{steps + 1} steps")
+    starts = np.arange(batch_size) * per_stream
+    rows = starts[None, :, None] + np.arange(n_batches)[:, None, None] * steps + np.arange(steps)  # (K, B, T)
+    rows = rows.reshape(n_batches * batch_size, steps)
+    return arr[rows], arr[rows + 1]
 
 
 def _tbptt_chunks(batch: Any, k: int):
@@ -236,31 +288,42 @@ def _tbptt_chunks(batch: Any, k: int):
 
 
 def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10, batch_size: int = 32,
-        validation_data: Any = None, shuffle: bool = True, seed: int | None = 0,
+        validation_data: Any = None, shuffle: bool | None = None, seed: int | None = 0,
         clip_grad_norm: float | None = None, clip_grad_value: float | None = None, tbptt: int | None = None,
-        callbacks: Sequence[Callback] = (), metrics: Any = None, scheduler: Any = None,
+        stateful: bool = False, callbacks: Sequence[Callback] = (), metrics: Any = None, scheduler: Any = None,
         progress: bool = True, file: Any = None) -> History:
     """Train ``model`` and return its :class:`History`.
 
-    - ``train_data`` / ``validation_data``: pairs ``(inputs, targets)`` of equal length; the
-      model's ``collate`` pads each mini-batch (variable-length sequences get lengths and masks).
-    - ``loss``: ``"mse"``, ``"cross_entropy"`` or a callable ``(outputs, targets, mask=None) ->
-      (loss, doutputs)`` (see ``pyrnn.losses``); ``optimizer``: a ``pyrnn.optim`` optimizer of
-      this model.
-    - ``shuffle`` with ``seed``: the order of examples each epoch is reproducible.
+    - ``train_data`` / ``validation_data``: ``(inputs, targets)`` with inputs a list of
+      variable-length sequences or an array, or ``(inputs, targets, lengths)`` with padded
+      arrays; the model's ``collate`` pads each mini-batch and masks the padding. ``predict``
+      and ``evaluate`` take the same inputs.
+    - ``loss``: a name (``"mse"``, ``"cross_entropy"``, ``"bce"``, ``"bce_with_logits"``,
+      ``"huber"``, ``"l1"``, ``"nll"``) or a callable ``(outputs, targets, mask=None) -> (loss,
+      doutputs)`` (see ``pyrnn.losses``); ``optimizer``: a ``pyrnn.optim`` optimizer of this model.
+    - ``shuffle`` (default: True unless stateful) with ``seed``: the order of examples each
+      epoch is reproducible.
     - ``tbptt=k``: truncated BPTT for models that support it (``Seq2Seq``): each batch is cut
       into chunks of k steps, with an optimizer step per chunk and the recurrent state carried
       forward (without gradient) from one chunk to the next.
-    - ``clip_grad_norm`` / ``clip_grad_value`` before every optimizer step; ``scheduler.step()``
-      after every epoch.
-    - ``metrics``: ``["accuracy"]`` and/or ``{name: fn(model, inputs, targets)}``, computed on
-      the validation data each epoch (logged as ``val_<name>``).
+    - ``stateful=True`` (``Seq2Seq``): the rows are consecutive segments of ``batch_size``
+      parallel streams (batch k holds segment k of each; :func:`make_streams` builds them) and
+      each stream's final state starts its next segment (detached: no gradient flows back
+      across batches); no shuffling; ``model.reset_states()`` at every epoch's start.
+      Validation data is evaluated the same way.
+    - ``clip_grad_norm`` / ``clip_grad_value`` before every optimizer step.
+    - ``scheduler``: ``step()`` after every batch if its ``interval`` is ``"batch"``
+      (``WarmupCosineLR``, ``OneCycleLR``), else after every epoch (``StepLR``, ``CosineLR``;
+      ``ReduceLROnPlateau`` gets its monitored log).
+    - ``metrics``: names (``"accuracy"``, ``"top5_accuracy"``, ``"f1"``, ``"perplexity"``,
+      ``"bpc"``), ``pyrnn.metrics.Metric`` instances or ``{name: fn(model, inputs, targets)}``,
+      computed on the validation data each epoch (logged as ``val_<name>``).
     - ``callbacks``: e.g. :class:`EarlyStopping`, :class:`ModelCheckpoint`.
     - ``progress``: a tqdm bar per epoch with the running loss (tqdm from the ``demo`` extra);
       without tqdm, one plain line per epoch.
     """
     loss_fn = _resolve_loss(loss)
-    inputs, targets = _split(train_data, "train_data")
+    inputs, targets, lengths = _split(train_data, "train_data")
     if validation_data is not None:
         _split(validation_data, "validation_data")
     if not isinstance(optimizer, _optim.Optimizer):
@@ -272,6 +335,14 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
             raise ValueError(f"tbptt: {type(model).__name__} does not support truncated BPTT (Seq2Seq does)")
         if tbptt < 1:
             raise ValueError(f"tbptt must be >= 1 steps, got {tbptt}")
+    if stateful:
+        if shuffle:
+            raise ValueError("stateful training reads the batches in order: shuffle must be False")
+        _check_stateful(model, batch_size, len(inputs), "train_data")
+        if validation_data is not None:
+            _check_stateful(model, batch_size, len(validation_data[0]), "validation_data")
+    shuffle = (not stateful) if shuffle is None else bool(shuffle)
+    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
     metric_fns = _metric_dict(metrics)
     rng = np.random.default_rng(seed)
     history = History()
@@ -288,13 +359,15 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", file=out, leave=True,
                    dynamic_ncols=True) if tqdm else None
         total, weight = 0.0, 0.0
+        if stateful:
+            model.reset_states()
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            batch = model.collate(_take(inputs, idx), _take(targets, idx))
+            batch = _collate(model, inputs, targets, lengths, idx)
             pieces = (_tbptt_chunks(batch, tbptt) if tbptt else [(batch.inputs, batch.targets, batch.mask)])
-            state = None
+            state = model._stream_state if stateful else None
             for chunk_inputs, chunk_targets, mask in pieces:
-                if tbptt:
+                if tbptt or stateful:
                     chunk_inputs = dict(chunk_inputs, state=state)
                 model.zero_grad()
                 outputs = model(**chunk_inputs)
@@ -310,20 +383,32 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
                 if clip_grad_value:
                     _optim.clip_grad_value(model, clip_grad_value)
                 optimizer.step()
-                if tbptt:
-                    state = model.final_state
+                if per_batch:
+                    scheduler.step()
+                if tbptt or stateful:
+                    state = _carry(model)
                 w = float(np.sum(mask)) if mask is not None else float(len(idx))
                 total, weight = total + value * w, weight + w
+            if stateful:
+                model._stream_state = state
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / max(weight, 1e-12):.4f}")
         logs = {"loss": total / max(weight, 1e-12)}
         if validation_data is not None:
-            val = evaluate(model, validation_data, loss_fn, max(batch_size, 64), metric_fns)
+            val = evaluate(model, validation_data, loss_fn, batch_size if stateful else max(batch_size, 64),
+                           metric_fns, stateful=stateful)
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = optimizer.lr
-        if scheduler is not None:
-            scheduler.step()
+        if scheduler is not None and not per_batch:
+            monitor = getattr(scheduler, "monitor", None)
+            if monitor is not None:
+                if monitor not in logs:
+                    raise KeyError(f"{type(scheduler).__name__} monitors {monitor!r}, which is not in the logs "
+                                   f"({', '.join(logs)}); give validation_data or monitor 'loss'")
+                scheduler.step(logs[monitor])
+            else:
+                scheduler.step()
         logs["time"] = time.perf_counter() - t0
         history.append(epoch, logs)
         if bar:
