@@ -368,3 +368,59 @@ def test_dropout_of_infinite_values_is_nan_without_warnings():
     rnn = pyrnn.RNN(1, 4, num_layers=2, nonlinearity="relu", dropout=0.5, seed=0)
     y, _ = rnn(np.array([[[np.inf]]], np.float32))
     rnn.backward(np.ones_like(y))
+
+
+# -- equal dtypes that are other objects ------------------------------------------------------------
+# NumPy makes new dtype objects when it unpickles or deep-copies an array: the native checks must
+# compare dtypes by value, never by identity.
+
+
+def _copies_of(arr: np.ndarray) -> dict[str, np.ndarray]:
+    import copy
+    import pickle
+    # (deepcopy of an array keeps its dtype object; that of a layer copies its dtype attribute)
+    copies = {"unpickled": pickle.loads(pickle.dumps(arr)),
+              "deep-copied": copy.deepcopy(arr).view(copy.deepcopy(arr.dtype))}
+    assert all(c.dtype is not arr.dtype and c.dtype == arr.dtype for c in copies.values())
+    return copies
+
+
+DTYPE_SPELLINGS = [np.dtype("float32"), np.dtype("<f4"), np.float32, "float32",
+                   np.dtype("float64"), np.float64, "<f8"]
+
+
+@pytest.mark.parametrize("how", ["unpickled", "deep-copied"])
+def test_native_calls_accept_unpickled_and_deep_copied_arrays(how):
+    from pyrnn import _core
+    x = _copies_of(np.zeros((2, 1, 3), np.float32))[how]
+    h = _copies_of(np.zeros((1, 4), np.float32))[how]
+    w_ih, w_hh = (_copies_of(np.zeros(s, np.float32))[how] for s in [(16, 3), (16, 4)])
+    y, h_n, c_n, _ = _core.layer_forward("lstm", x, h, h, w_ih, w_hh, None, None, None, None, False, False, None)
+    assert y.shape == (2, 1, 4)
+    packed = _core.pack_layer("lstm", w_ih, w_hh, None, None, None)
+    h_new, _ = _core.layer_step(x[0], h, h, packed)
+    assert h_new.shape == (1, 4)
+    lengths = _copies_of(np.array([2], np.int64))[how]
+    _core.layer_forward("gru", x, h, None, np.zeros((12, 3), np.float32), np.zeros((12, 4), np.float32),
+                        None, None, None, lengths, False, False, None)
+
+
+@pytest.mark.parametrize("how", ["unpickled", "deep-copied"])
+@pytest.mark.parametrize("make", [
+    lambda dt: pyrnn.LSTM(3, 4, dtype=dt, seed=0), lambda dt: pyrnn.GRUCell(3, 4, dtype=dt, seed=0),
+    lambda dt: pyrnn.SLSTM(3, 4, num_heads=2, dtype=dt, seed=0),
+    lambda dt: pyrnn.MLSTM(3, 4, num_heads=2, dtype=dt, seed=0)], ids=["LSTM", "GRUCell", "SLSTM", "MLSTM"])
+@pytest.mark.parametrize("spelling", DTYPE_SPELLINGS, ids=str)
+def test_layers_with_copied_dtype_and_parameters_run(make, spelling, how):
+    reference = make(spelling)
+    layer = make(spelling)
+    # what an unpickled layer holds: a dtype object and parameter arrays that are new objects
+    layer.dtype = _copies_of(np.zeros(0, layer.dtype))[how].dtype
+    for module in [layer, getattr(layer, "_layer", None)]:
+        for name, value in getattr(module, "_params", {}).items():
+            module._params[name] = _copies_of(value)[how]
+    x = np.random.default_rng(0).standard_normal((2, 3) if "Cell" in type(layer).__name__ else (2, 1, 3))
+    for mode in ["train", "eval"]:
+        getattr(layer, mode)(), getattr(reference, mode)()
+        out, expected = layer(x.astype(np.float32)), reference(x.astype(np.float32))
+        np.testing.assert_array_equal(out[0], expected[0])
