@@ -149,6 +149,16 @@ class DataParallel:
         self.broadcast(buf, what)
         return obj if self.is_main else _unpickle(buf.tobytes())
 
+    def allgather_object(self, obj: Any, what: str = "allgather") -> list[Any]:
+        """Every rank's ``obj`` in rank order (pickled; for small things such as metric counts)."""
+        data = np.frombuffer(_pickle(obj), np.uint8)
+        sizes = np.empty(self.size, np.int64)
+        self._wait(self.comm.Iallgather(np.array([data.size], np.int64), sizes), what)
+        out = np.empty(int(sizes.sum()), np.uint8)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self._wait(self.comm.Iallgatherv(data, [out, sizes, offsets, self.MPI.BYTE]), what)
+        return [_unpickle(out[o:o + n].tobytes()) for o, n in zip(offsets, sizes)]
+
     def abort(self, message: str, code: int = 1) -> None:
         print(f"pyrnn.distributed: rank {self.rank}: {message}; aborting the job", file=sys.stderr, flush=True)
         self.comm.Abort(code)
