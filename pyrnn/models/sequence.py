@@ -35,6 +35,9 @@ class _Recurrent(Model):
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.rnn = make_recurrent(cell, self.input_size, hidden_size, num_layers, bidirectional,
                                   dropout if num_layers > 1 else 0.0, dtype, child_seed(seed, 2))
+        if not isinstance(cell, str):   # a layer instance: its sizes win, and the config says so
+            self.config.update(hidden_size=self.rnn.hidden_size, num_layers=self.rnn.num_layers,
+                               bidirectional=num_directions(self.rnn) == 2)
         self.drop = Dropout(dropout, dtype=dtype, seed=child_seed(seed, 3))
         self.features = num_directions(self.rnn) * output_size(self.rnn)
         self.final_state: tuple | None = None
