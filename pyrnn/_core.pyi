@@ -37,13 +37,28 @@ def _math_f32(fn: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32
 
 def _math_f64(fn: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]: ...
 
+def _reset_split_counts() -> None: ...
+
 def _set_input_chunk_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+
+def _set_thread_testing(work_scale: typing.SupportsFloat | typing.SupportsIndex, loop_split: str = ...) -> None:
+    """Scales every threshold on the work a thread needs (1: production, 0: split any work) and
+    forces how time loops split ('auto', 'units' or 'rows')."""
+
+def _split_counts() -> dict:
+    """How many times each way of splitting work among threads ran since the last reset."""
+
+def _thread_testing() -> tuple[float, str]:
+    """(work_scale, loop_split) now in force."""
 
 def active_isa() -> str: ...
 
 def available_isas() -> list: ...
 
 def compiler() -> str: ...
+
+def fork_limited() -> bool:
+    """Whether this process was forked after OpenMP's pool ran: native calls then use one thread."""
 
 def get_num_threads() -> int: ...
 
@@ -59,6 +74,11 @@ def layer_step(x: numpy.ndarray, h: object, c: object, packed: object) -> tuple:
     """One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), c
     (B, H) or None (states may also be (1, B, P) and (1, B, H)). Returns (h_new, c_new or
     None) shaped like h and c."""
+
+def layer_step_if_ready(x: object, h: object, c: object, packed: object, stacked: bool) -> object:
+    """layer_step when x (B, I) and the states ((1, B, n) if stacked else (B, n)) are C-contiguous
+    arrays of the packing's dtype in native byte order and the packing is for the active
+    ISA; None otherwise (nothing is raised for arrays that do not fit)."""
 
 def mlstm_backward(cache: object, dy: object, dc_n: object, dn_n: object, dm_n: object, w_ih: object, dw_ih: object, db: object) -> tuple:
     """BPTT through the forward that made `cache`; accumulates weight gradients in place. Returns
