@@ -43,9 +43,23 @@ class Metric:
     """Accumulates over batches: ``reset()``, ``update(outputs, targets, mask=None)``, ``result()``."""
 
     name = "metric"
+    counters: tuple[str, ...] = ("total", "count")   # what ``reset`` zeroes; summed by ``merge_all``
 
     def __init__(self) -> None:
         self.reset()
+
+    def merge_all(self, parts: list[Metric]) -> None:
+        """Become the sum of ``parts``: the same metric accumulated over disjoint shards of the
+        data (distributed evaluation gathers every rank's)."""
+        self.reset()
+        for part in parts:
+            for key in self.counters:
+                mine, theirs = getattr(self, key), getattr(part, key)
+                if isinstance(mine, dict):
+                    for k, v in theirs.items():
+                        mine[k] = mine.get(k, 0.0) + v
+                else:
+                    setattr(self, key, mine + theirs)
 
     def reset(self) -> None:
         self.total, self.count = 0.0, 0.0
@@ -103,6 +117,8 @@ class F1(Metric):
         self.average = average
         self.name = "f1" if average == "macro" else "f1_micro"
         super().__init__()
+
+    counters = ("tp", "fp", "fn")
 
     def reset(self) -> None:
         self.tp: dict[int, float] = {}

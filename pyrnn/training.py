@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
+from .distributed import is_main_process
 
 LOSSES: dict[str, Callable[..., Any]] = {
     "mse": _losses.mse, "cross_entropy": _losses.cross_entropy, "bce": _losses.bce,
@@ -122,7 +124,8 @@ class ModelCheckpoint(Callback):
             if not _better(self.mode, logs[self.monitor], self.best, 0.0):
                 return False
             self.best, self.best_epoch = logs[self.monitor], epoch
-        save(model, self.path, metadata={"epoch": str(epoch)})
+        if is_main_process():
+            save(model, self.path, metadata={"epoch": str(epoch)})
         return False
 
 
@@ -214,7 +217,7 @@ def _carry(model: Any) -> tuple:
 
 
 def evaluate(model: Any, data: Any, loss: Any = None, batch_size: int = 256, metrics: Any = None,
-             stateful: bool = False) -> dict[str, float]:
+             stateful: bool = False, _dp: Any = None) -> dict[str, float]:
     """Loss (mean over valid positions, like training) and metrics on ``data`` in eval mode.
 
     ``data`` as ``fit`` takes it: ``(inputs, targets)`` with inputs a list of variable-length
@@ -222,7 +225,10 @@ def evaluate(model: Any, data: Any, loss: Any = None, batch_size: int = 256, met
     ``fit`` (None: metrics only). ``metrics``: names (``"accuracy"``, ``"top5_accuracy"``,
     ``"f1"``, ``"perplexity"``, ``"bpc"``; see ``pyrnn.metrics``), ``Metric`` instances, or
     ``{name: fn(model, inputs, targets) -> float}``. ``stateful``: the rows are consecutive
-    segments of ``batch_size`` streams (as ``fit(stateful=True)``), the state carried across."""
+    segments of ``batch_size`` streams (as ``fit(stateful=True)``), the state carried across.
+    In distributed training each rank evaluates its share of every batch and the loss and
+    metrics are reduced over ranks (a function metric: the ranks' values weighted by their
+    numbers of examples)."""
     loss_fn = None if loss is None else _resolve_loss(loss)
     inputs, targets, lengths = _split(data, "data")
     metrics = _metric_dict(metrics)
@@ -234,9 +240,14 @@ def evaluate(model: Any, data: Any, loss: Any = None, batch_size: int = 256, met
     was_training = model.training
     model.eval()
     try:
-        total, weight, state = 0.0, 0.0, None
+        total, weight, state, own = 0.0, 0.0, None, []
         for start in range(0, len(inputs), batch_size):
             idx = np.arange(start, min(start + batch_size, len(inputs)))
+            if _dp is not None:
+                idx = _dp.shard(idx)
+                if not len(idx):
+                    continue
+            own.append(idx)
             batch = _collate(model, inputs, targets, lengths, idx)
             out = model(**batch.inputs, state=state) if stateful else model(**batch.inputs)
             if stateful:
@@ -247,9 +258,20 @@ def evaluate(model: Any, data: Any, loss: Any = None, batch_size: int = 256, met
                 total, weight = total + value * w, weight + w
             for m in accumulated.values():
                 m.update(out, batch.targets, batch.mask)
+        own = np.concatenate(own) if own else np.arange(0)
+        functions = {name: fn for name, fn in metrics.items() if not isinstance(fn, _metrics.Metric)}
+        values = {name: float(fn(model, _take(inputs, own), _take(targets, own))) if len(own) else 0.0
+                  for name, fn in functions.items()}
+        if _dp is not None:
+            sums = _dp.allreduce_sum(np.array([total, weight, float(len(own))] + [v * len(own) for v in values.values()]),
+                                     "the validation loss")
+            total, weight, examples = sums[:3]
+            values = {name: float(v) / max(examples, 1) for name, v in zip(values, sums[3:])}
+            for name, m in accumulated.items():
+                m.merge_all(_dp.allgather_object(m, f"the validation metric {name}"))
         logs = {} if loss_fn is None else {"loss": total / max(weight, 1e-12)}
         for name, fn in metrics.items():
-            logs[name] = fn.result() if isinstance(fn, _metrics.Metric) else float(fn(model, inputs, targets))
+            logs[name] = fn.result() if isinstance(fn, _metrics.Metric) else values[name]
     finally:
         model.train(was_training)
     return logs
@@ -275,6 +297,24 @@ def make_streams(data: Any, batch_size: int, steps: int) -> tuple[np.ndarray, np
     return arr[rows], arr[rows + 1]
 
 
+def _batch_pieces(batch: Any, tbptt: int | None, dp: Any) -> list[Any]:
+    """The (inputs, targets, mask) pieces of one batch, each with an optimizer step: the whole
+    batch, or its truncated-BPTT chunks. In distributed training every rank takes as many
+    steps as the rank with the most pieces (None: this rank has nothing for that step, and its
+    gradient is given weight 0)."""
+    if batch is None:
+        pieces = []
+    elif tbptt:
+        pieces = list(_tbptt_chunks(batch, tbptt))
+    else:
+        pieces = [(batch.inputs, batch.targets, batch.mask)]
+    if dp and tbptt:
+        pieces += [None] * (dp.allreduce_max(len(pieces), "the step count") - len(pieces))
+    elif dp and not pieces:
+        pieces = [None]     # an empty shard of the ragged last batch still joins the step
+    return pieces
+
+
 def _tbptt_chunks(batch: Any, k: int):
     """Cut a batch along time into chunks of ``k`` steps (lengths clipped per chunk)."""
     x, lengths = batch.inputs["x"], batch.inputs["lengths"]
@@ -291,7 +331,7 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         validation_data: Any = None, shuffle: bool | None = None, seed: int | None = 0,
         clip_grad_norm: float | None = None, clip_grad_value: float | None = None, tbptt: int | None = None,
         stateful: bool = False, callbacks: Sequence[Callback] = (), metrics: Any = None, scheduler: Any = None,
-        progress: bool = True, file: Any = None) -> History:
+        progress: bool = True, file: Any = None, distributed: Any = False) -> History:
     """Train ``model`` and return its :class:`History`.
 
     - ``train_data`` / ``validation_data``: ``(inputs, targets)`` with inputs a list of
@@ -321,7 +361,23 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
     - ``callbacks``: e.g. :class:`EarlyStopping`, :class:`ModelCheckpoint`.
     - ``progress``: a tqdm bar per epoch with the running loss (tqdm from the ``demo`` extra);
       without tqdm, one plain line per epoch.
+    - ``distributed``: ``True`` for synchronous data-parallel training over MPI when launched
+      with ``mpiexec -n N`` (``batch_size`` is then per rank; see :mod:`pyrnn.distributed`),
+      ``"auto"`` for that only under an MPI launcher with several ranks, or a
+      ``pyrnn.distributed.DataParallel``. With ``stateful``, the streams are split among the
+      ranks: build them for the global batch, ``make_streams(data, batch_size * ranks, steps)``.
     """
+    args = (model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed, clip_grad_norm,
+            clip_grad_value, tbptt, stateful, callbacks, metrics, scheduler, progress, file)
+    dp = _distributed.data_parallel(distributed)
+    if dp is None:
+        return _fit(*args, None)
+    with dp.abort_on_error(), dp.active():
+        return _fit(*args, dp)
+
+
+def _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed, clip_grad_norm,
+         clip_grad_value, tbptt, stateful, callbacks, metrics, scheduler, progress, file, dp) -> History:
     loss_fn = _resolve_loss(loss)
     inputs, targets, lengths = _split(train_data, "train_data")
     if validation_data is not None:
@@ -335,21 +391,25 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
             raise ValueError(f"tbptt: {type(model).__name__} does not support truncated BPTT (Seq2Seq does)")
         if tbptt < 1:
             raise ValueError(f"tbptt must be >= 1 steps, got {tbptt}")
+    global_batch = batch_size * (dp.size if dp else 1)
     if stateful:
         if shuffle:
             raise ValueError("stateful training reads the batches in order: shuffle must be False")
-        _check_stateful(model, batch_size, len(inputs), "train_data")
+        _check_stateful(model, global_batch, len(inputs), "train_data")
         if validation_data is not None:
-            _check_stateful(model, batch_size, len(validation_data[0]), "validation_data")
+            _check_stateful(model, global_batch, len(validation_data[0]), "validation_data")
     shuffle = (not stateful) if shuffle is None else bool(shuffle)
     per_batch = getattr(scheduler, "interval", "epoch") == "batch"
     metric_fns = _metric_dict(metrics)
     rng = np.random.default_rng(seed)
     history = History()
+    main = dp is None or dp.is_main
     out = file if file is not None else sys.stderr
-    tqdm = _tqdm() if progress else None
+    tqdm = _tqdm() if progress and main else None
     n = len(inputs)
-    n_batches = math.ceil(n / batch_size)
+    n_batches = math.ceil(n / global_batch)
+    if dp:
+        dp.start(model, optimizer)
     for cb in callbacks:
         cb.on_train_begin(model, history)
     model.train()
@@ -362,22 +422,29 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         if stateful:
             model.reset_states()
         for b in range(n_batches):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            batch = _collate(model, inputs, targets, lengths, idx)
-            pieces = (_tbptt_chunks(batch, tbptt) if tbptt else [(batch.inputs, batch.targets, batch.mask)])
+            idx = order[b * global_batch:(b + 1) * global_batch]
+            if dp:
+                idx = dp.shard(idx)
+            batch = _collate(model, inputs, targets, lengths, idx) if len(idx) else None
             state = model._stream_state if stateful else None
-            for chunk_inputs, chunk_targets, mask in pieces:
-                if tbptt or stateful:
-                    chunk_inputs = dict(chunk_inputs, state=state)
+            for piece in _batch_pieces(batch, tbptt, dp):
                 model.zero_grad()
-                outputs = model(**chunk_inputs)
-                value, dout = loss_fn(outputs, chunk_targets, mask=mask)
-                if not math.isfinite(value):
-                    if bar:
-                        bar.close()
-                    raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
-                                             "learning rate or clip the gradients")
-                model.backward(dout)
+                value, w = 0.0, 0.0
+                if piece is not None:
+                    chunk_inputs, chunk_targets, mask = piece
+                    if tbptt or stateful:
+                        chunk_inputs = dict(chunk_inputs, state=state)
+                    outputs = model(**chunk_inputs)
+                    value, dout = loss_fn(outputs, chunk_targets, mask=mask)
+                    if not math.isfinite(value):
+                        if bar:
+                            bar.close()
+                        raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
+                                                 "learning rate or clip the gradients")
+                    model.backward(dout)
+                    w = float(np.sum(mask)) if mask is not None else float(len(idx))
+                if dp:
+                    dp.average_gradients(model, w)
                 if clip_grad_norm:
                     _optim.clip_grad_norm(model, clip_grad_norm)
                 if clip_grad_value:
@@ -385,20 +452,23 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
                 optimizer.step()
                 if per_batch:
                     scheduler.step()
-                if tbptt or stateful:
+                if (tbptt or stateful) and piece is not None:
                     state = _carry(model)
-                w = float(np.sum(mask)) if mask is not None else float(len(idx))
                 total, weight = total + value * w, weight + w
             if stateful:
                 model._stream_state = state
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / max(weight, 1e-12):.4f}")
+        if dp:
+            total, weight = dp.allreduce_sum(np.array([total, weight]), "the epoch's loss")
         logs = {"loss": total / max(weight, 1e-12)}
         if validation_data is not None:
-            val = evaluate(model, validation_data, loss_fn, batch_size if stateful else max(batch_size, 64),
-                           metric_fns, stateful=stateful)
+            val = evaluate(model, validation_data, loss_fn, global_batch if stateful else max(global_batch, 64),
+                           metric_fns, stateful=stateful, _dp=dp)
             logs.update({f"val_{k}": v for k, v in val.items()})
+        if dp and dp.check_every_epoch:
+            dp.check_same_weights(model, epoch)
         logs["lr"] = optimizer.lr
         if scheduler is not None and not per_batch:
             monitor = getattr(scheduler, "monitor", None)
@@ -414,11 +484,13 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
         if bar:
             bar.set_postfix_str(_fmt({k: v for k, v in logs.items() if k != "lr"}))
             bar.close()
-        elif progress:
+        elif progress and main:
             print(f"epoch {epoch}/{epochs}  {_fmt(logs)}  ({logs['time']:.1f}s)", file=out, flush=True)
         stop = False
         for cb in callbacks:
             stop = bool(cb.on_epoch_end(epoch, logs, model)) or stop
+        if dp:
+            stop = dp.broadcast_object(stop, "the stop decision")   # rank 0's callbacks decide
         if stop:
             history.stopped_early = True
             break

@@ -186,7 +186,7 @@ class Seq2Vec(_Recurrent):
         x, lengths, _ = self._prepare(x, lengths)
         y, _ = self._encode(x, lengths, state)
         B, T, F = y.shape
-        lengths_arr = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64).reshape(B)
+        lengths_arr = np.full(B, T, np.int64) if lengths is None else np.array(lengths, np.int64).reshape(B)
         cache: dict[str, Any] = {"shape": y.shape, "lengths": lengths_arr}
         if self.pooling == "last":
             H = F // num_directions(self.rnn)
