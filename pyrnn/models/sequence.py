@@ -10,8 +10,8 @@ import numpy as np
 from .. import _checks
 from ..nn import Dropout, Embedding, Linear
 from ..nn.layers import torch_free
-from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, make_recurrent, num_directions,
-                    output_size, pad_sequences, run_recurrent, sequence_mask, step_recurrent)
+from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, is_stack, make_recurrent,
+                    num_directions, output_size, pad_sequences, run_recurrent, sequence_mask, step_recurrent)
 from .decoding import sample_next
 
 
@@ -294,7 +294,7 @@ class Seq2Seq(_Recurrent):
 
     @property
     def supports_stateful(self) -> bool:
-        return num_directions(self.rnn) == 1
+        return num_directions(self.rnn) == 1 and not is_stack(self.rnn)
 
     def __call__(self, x: Any, lengths: Any = None, state: Any = None) -> np.ndarray:
         x, lengths, _ = self._prepare(x, lengths)
