@@ -37,9 +37,10 @@ template <typename T>
 py::array_t<T> checked(const py::handle& obj, const char* name, Shape shape) {
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  // Floating types have one type number each (cheaper than building a dtype to compare).
+  // Floating types have one type number each (cheaper than building a dtype to compare); other
+  // dtypes compare by value (an unpickled array's dtype is an equal but distinct object).
   const bool dtype_ok = std::is_floating_point_v<T> ? arr.dtype().num() == py::dtype::num_of<T>()
-                                                    : arr.dtype().is(py::dtype::of<T>());
+                                                    : arr.dtype().equal(py::dtype::of<T>());
   if (!dtype_ok)
     throw py::type_error(std::string(name) + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
@@ -73,6 +74,21 @@ std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* na
   auto a = optional_checked<T>(obj, name, shape);
   if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
   return a;
+}
+
+// A streaming step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a
+// layer's streaming loop hands its state over without reshaping it in Python).
+template <typename T>
+py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
+  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
+  if (stacked) return checked<T>(obj, name, {1, B, n});
+  return checked<T>(obj, name, {B, n});
+}
+
+// A new state array shaped like `like` (see checked_state).
+template <typename T>
+py::array_t<T> state_like(const py::array_t<T>& like) {
+  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
 }
 
 inline std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {

@@ -22,6 +22,7 @@ using namespace pyrnn::bind;
 
 void bind_testing(py::module_& m);  // bindings_testing.cpp
 void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
+void bind_quant(py::module_& m);    // bindings_quant.cpp
 
 namespace {
 
@@ -215,21 +216,6 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
-// A step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a layer's
-// streaming loop hands its state over without reshaping it in Python).
-template <typename T>
-py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
-  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
-  if (stacked) return checked<T>(obj, name, {1, B, n});
-  return checked<T>(obj, name, {B, n});
-}
-
-// A new state array shaped like `like` (see checked_state).
-template <typename T>
-py::array_t<T> state_like(const py::array_t<T>& like) {
-  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
-}
-
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
 template <typename T>
 py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::object& c_obj,
@@ -364,7 +350,7 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
 
 py::list available_isas() {
   py::list out;
-  for (const char* name : {"baseline", "avx2", "avx512"})
+  for (const char* name : {"baseline", "avx2", "avx_vnni", "avx512", "avx512_vnni"})
     if (isa_available(name)) out.append(name);
   return out;
 }
@@ -426,6 +412,7 @@ PYBIND11_MODULE(_core, m) {
 
   bind_testing(m);
   bind_xlstm(m);
+  bind_quant(m);
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

@@ -182,14 +182,17 @@ def save(model: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None
     """Save ``model``'s weights and architecture (class and config) to one safetensors file,
     atomically. Works for the architectures in ``pyrnn.models`` and the core layers and cells."""
     from . import __version__
+    from .quantize import float_class_name, quantized_dtype
 
-    name = type(model).__name__
+    name = float_class_name(model)
     config = model.get_config() if hasattr(model, "get_config") else _core_config(model)
     if config is None or name not in _classes():
         raise TypeError(f"pyrnn.save: don't know how to rebuild a {name}; save its state_dict() with "
                         "pyrnn.checkpoint.save_file instead")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pyrnn_version": __version__,
             "class": name, "config": json.dumps(config, sort_keys=True)}
+    if quantized_dtype(model):
+        meta["quantization"] = quantized_dtype(model)  # load quantizes the rebuilt float model
     if metadata:
         meta.update({f"user.{k}": str(v) for k, v in metadata.items()})
     save_file(model.state_dict(), path, meta)
@@ -220,12 +223,19 @@ def load(path: str | os.PathLike, into: Any = None) -> Any:
         cls = classes[name]
         try:
             model = cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+            if meta.get("quantization"):
+                from .quantize import quantize
+
+                model = quantize(model.eval(), meta["quantization"])
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{os.fspath(path)}: cannot rebuild {name} from its config: {e}") from None
     else:
+        from .quantize import float_class_name, quantized_dtype
+
         model = into
-        if type(model).__name__ != name:
-            raise CheckpointError(f"{os.fspath(path)}: holds a {name}, cannot load it into a {type(model).__name__}")
+        if float_class_name(model) != name or quantized_dtype(model) != (meta.get("quantization") or None):
+            held = f"{meta['quantization']} " if meta.get("quantization") else ""
+            raise CheckpointError(f"{os.fspath(path)}: holds a {held}{name}, cannot load it into a {type(model).__name__}")
     try:
         model.load_state_dict(tensors)
     except ValueError as e:
