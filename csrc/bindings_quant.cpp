@@ -1,6 +1,7 @@
 // Bindings of quantized inference (csrc/quant_api.h): packing a layer's int8 / bfloat16
-// weights for the active kernels, and its forward and streaming step, which run the float
-// time loops of the kernel table on the quantized packing.
+// weights for the active kernels into a PackedWeights, and its forward over a sequence, which
+// runs the float time loop of the kernel table on the quantized packing (streaming steps take
+// the packing through layer_step like a float one).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "packed_weights.h"
 #include "pyrnn.h"
 #include "quant_api.h"
 
@@ -29,13 +31,6 @@ Cell quant_cell(const std::string& name) {
   throw py::value_error("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '" + name + "'");
 }
 
-// A quantized layer and direction packed for the active kernels. Opaque to Python.
-struct QuantPackedLayer {
-  std::string type;                    // "int8" or "bf16"
-  std::unique_ptr<PackedLayer> layer;
-  std::vector<float> b_hh;             // GRU's b_hn is added per step: the loops read it here
-};
-
 // Weights of one layer for `type`: int8 with float32 row scales, or bfloat16 bits as uint16.
 struct QuantWeight {
   py::array w;
@@ -49,7 +44,7 @@ QuantWeight quant_weight(const std::string& type, const py::object& w, const py:
   return {checked<std::uint16_t>(w, name, {rows, cols}), std::nullopt};
 }
 
-QuantPackedLayer pack(const std::string& type, const std::string& cell_name, const py::object& w_ih_obj,
+PackedWeights pack(const std::string& type, const std::string& cell_name, const py::object& w_ih_obj,
                       const py::object& s_ih_obj, const py::object& w_hh_obj, const py::object& s_hh_obj,
                       const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj,
                       const py::object& s_hr_obj) {
@@ -86,8 +81,7 @@ QuantPackedLayer pack(const std::string& type, const std::string& cell_name, con
   a.s_hr = scale(w_hr);
   a.b_ih = in_ptr(b_ih);
   a.b_hh = in_ptr(b_hh);
-  QuantPackedLayer out{type, nullptr, {}};
-  if (b_hh) out.b_hh.assign(b_hh->data(), b_hh->data() + G * d.H);
+  PackedWeights out{cell_name, nullptr};
   {
     py::gil_scoped_release release;
     const QuantKernels k = active_quant_kernels();
@@ -97,10 +91,11 @@ QuantPackedLayer pack(const std::string& type, const std::string& cell_name, con
   return out;
 }
 
-const QuantPackedLayer& checked_packing(const py::object& obj) {
-  if (!py::isinstance<QuantPackedLayer>(obj))
-    throw py::type_error("packed must be the QuantPackedLayer returned by quant_pack_layer");
-  const auto& p = obj.cast<const QuantPackedLayer&>();
+// The packing of a quantized layer for the active kernels.
+const PackedWeights& checked_packing(const py::object& obj) {
+  if (!py::isinstance<PackedWeights>(obj))
+    throw py::type_error("packed must be the PackedWeights returned by quant_pack_layer");
+  const auto& p = obj.cast<const PackedWeights&>();
   if (std::strcmp(p.layer->isa, active_isa()) != 0)
     throw py::value_error(std::string("quantized weights were packed for the ") + p.layer->isa + " kernels, but " +
                           active_isa() + " is active now: pack them again");
@@ -108,8 +103,9 @@ const QuantPackedLayer& checked_packing(const py::object& obj) {
 }
 
 py::tuple forward(const py::array& x_obj, const py::object& h0_obj, const py::object& c0_obj,
-                  const py::object& packed, const py::object& lengths_obj, bool reverse) {
-  const QuantPackedLayer& p = checked_packing(packed);
+                  const py::object& b_hh_obj, const py::object& packed, const py::object& lengths_obj,
+                  bool reverse) {
+  const PackedWeights& p = checked_packing(packed);
   LayerDims d = p.layer->dims;
   if (x_obj.ndim() != 3 || x_obj.shape(2) != d.I)
     throw py::value_error("x: expected shape (T, B, " + std::to_string(d.I) + "), got " + shape_of(x_obj));
@@ -127,13 +123,15 @@ py::tuple forward(const py::array& x_obj, const py::object& h0_obj, const py::ob
     throw py::value_error("c0 is only for the LSTM");
   }
   auto lengths = checked_lengths(lengths_obj, d.T, d.B);
+  if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_hh must be given exactly when the layer has biases");
+  auto b_hh = optional_checked<float>(b_hh_obj, "b_hh", {gate_count(d.cell) * d.H});
   py::array_t<float> y({d.T, d.B, d.P});
   py::array_t<float> h_n({d.B, d.P});
   LayerForwardArgs<float> a{};
   a.x = x.data();
   a.h0 = h0.data();
   a.c0 = in_ptr(c0);
-  a.b_hh = p.b_hh.empty() ? nullptr : p.b_hh.data();
+  a.b_hh = in_ptr(b_hh);  // GRU's b_hn, added per step
   a.lengths = lengths ? lengths->data() : nullptr;
   a.y = y.mutable_data();
   a.h_n = h_n.mutable_data();
@@ -144,39 +142,6 @@ py::tuple forward(const py::array& x_obj, const py::object& h0_obj, const py::ob
     active_kernels().layer_forward_f32(d, a);
   }
   return py::make_tuple(y, h_n, c_n ? py::object(*c_n) : py::none());
-}
-
-py::tuple step(const py::array& x_obj, const py::object& h_obj, const py::object& c_obj, const py::object& packed) {
-  const QuantPackedLayer& p = checked_packing(packed);
-  LayerDims d = p.layer->dims;
-  if (x_obj.ndim() != 2 || x_obj.shape(1) != d.I)
-    throw py::value_error("x: expected shape (B, " + std::to_string(d.I) + "), got " + shape_of(x_obj));
-  d.T = 1;
-  d.B = x_obj.shape(0);
-  auto x = checked<float>(x_obj, "x", {d.B, d.I});
-  auto h = checked_state<float>(h_obj, "h", d.B, d.P);
-  std::optional<py::array_t<float>> c, c_new;
-  if (d.cell == Cell::Lstm) {
-    if (c_obj.is_none()) throw py::value_error("c is required for the LSTM");
-    c = checked_state<float>(c_obj, "c", d.B, d.H);
-    c_new = state_like(*c);
-  } else if (!c_obj.is_none()) {
-    throw py::value_error("c is only for the LSTM");
-  }
-  py::array_t<float> h_new = state_like(h);
-  LayerForwardArgs<float> a{};
-  a.x = x.data();
-  a.h0 = h.data();
-  a.c0 = in_ptr(c);
-  a.y = h_new.mutable_data();
-  a.h_n = a.y;
-  a.c_n = out_ptr(c_new);
-  a.packed = p.layer.get();
-  {
-    py::gil_scoped_release release;
-    active_kernels().layer_step_f32(d, a);
-  }
-  return py::make_tuple(h_new, c_new ? py::object(*c_new) : py::none());
 }
 
 // c = a w^T on the active kernels, as the layers' products compute it (for tests).
@@ -220,22 +185,16 @@ py::dict kernel_names() {
 }  // namespace
 
 void bind_quant(py::module_& m) {
-  py::class_<QuantPackedLayer>(m, "QuantPackedLayer",
-                               "A quantized layer's weights packed for the active kernels (opaque).")
-      .def_property_readonly("isa", [](const QuantPackedLayer& p) { return std::string(p.layer->isa); })
-      .def_property_readonly("type", [](const QuantPackedLayer& p) { return p.type; });
   m.def("quant_pack_layer", &pack, py::arg("type"), py::arg("cell"), py::arg("w_ih"), py::arg("s_ih"),
         py::arg("w_hh"), py::arg("s_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"), py::arg("s_hr"),
         "One layer and direction's quantized weights packed for the active kernels: type 'int8' "
         "(int8 weights, float32 row scales s_*) or 'bf16' (uint16 bfloat16 bits, scales None); "
-        "float32 biases or None.");
-  m.def("quant_layer_forward", &forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
-        py::arg("lengths"), py::arg("reverse"),
-        "Inference of one quantized layer and direction over a sequence: x (T, B, I) float32. "
-        "Returns (y, h_n, c_n or None).");
-  m.def("quant_layer_step", &step, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("packed"),
-        "One streaming step of a quantized layer: x (B, I); h, c (B, n) or (1, B, n). Returns "
-        "(h_new, c_new or None) shaped like h and c.");
+        "float32 biases or None. A PackedWeights that layer_step and layer_step_if_ready take as "
+        "they take pack_layer's, and quant_layer_forward.");
+  m.def("quant_layer_forward", &forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("b_hh"),
+        py::arg("packed"), py::arg("lengths"), py::arg("reverse"),
+        "Inference of one quantized layer and direction over a sequence: x (T, B, I) float32, b_hh "
+        "the float32 recurrent bias or None. Returns (y, h_n, c_n or None).");
   m.def("_quant_matmul", &matmul, py::arg("type"), py::arg("a"), py::arg("w"), py::arg("s"),
         "c = a w^T with w int8 (scales s per row) or bfloat16 bits (s None), as the quantized layers' "
         "products compute it (for tests).");

@@ -2,8 +2,6 @@
 // unless the environment variable PYRNN_ISA names another. avx_vnni and avx512_vnni are the
 // avx2 and avx512 kernels whose quantized products use the dot-product instructions
 // (vpdpbusd; vdpbf16ps where the CPU has AVX-512 BF16), see csrc/quant_api.h.
-#include <omp.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -101,7 +99,6 @@ const KernelTable* choose_default() {
 }
 
 const KernelTable* g_active = nullptr;
-int g_threads = 0;
 index g_input_chunk_bytes = index(16) << 20;
 
 }  // namespace
@@ -135,16 +132,6 @@ QuantKernels active_quant_kernels() {
   }
 #endif
   throw std::logic_error("no quantized kernels for the instruction set " + isa);
-}
-
-int num_threads() {
-  if (g_threads <= 0) g_threads = omp_get_max_threads();
-  return g_threads;
-}
-
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
-  g_threads = n;
 }
 
 index input_chunk_bytes() { return g_input_chunk_bytes; }

@@ -11,19 +11,17 @@ bf16: weights and each product's activations in bfloat16, sums in float32.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks, _core
+from . import _backend, _core
 from . import reference_quant
-from .cells import GRUCell, LSTMCell, RNNCell, _Cell
-from .layers import GRU, LSTM, RNN, _RecurrentLayer
+from .cells import GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
 
 DTYPES = ("int8", "bf16")
 _WEIGHTS = ("weight_ih", "weight_hh", "weight_hr")
-_BIASES = ("bias_ih", "bias_hh")
 
 
 def _quantized_weights(name: str, w: np.ndarray, dtype: str, owner: str) -> dict[str, np.ndarray]:
@@ -37,11 +35,13 @@ def _quantized_weights(name: str, w: np.ndarray, dtype: str, owner: str) -> dict
 
 
 class _Quantized:
-    """What quantized layers and cells share: the quantized parameters (state_dict), their
-    packing for the active kernels, memory, and the refusal to train."""
+    """What quantized layers and cells share on top of the float class they subclass: the
+    quantized parameters, their packing for the active kernels (which the float class's
+    streaming path then uses as it uses a float packing), memory, and the refusal to train."""
 
     quantization: str
-    _qparams: dict[str, np.ndarray]
+    _params: dict[str, np.ndarray]
+    _pack_cache: dict[int, Any] | None
 
     def _init_quantized(self, source: Any, dtype: str) -> None:
         owner = type(source).__name__
@@ -53,55 +53,24 @@ class _Quantized:
         if source.dtype != np.float32:
             raise TypeError(f"quantize: the {owner} has {source.dtype} weights; quantization starts "
                             "from float32 (build or convert the layer with dtype=np.float32)")
-        self.quantization = dtype
-        self._qparams = {}
+        params: dict[str, np.ndarray] = {}
         for name, value in source._params.items():
             if name.startswith(_WEIGHTS):
-                self._qparams.update(_quantized_weights(name, value, dtype, owner))
+                params.update(_quantized_weights(name, value, dtype, owner))
             else:
-                self._qparams[name] = value.copy()
+                params[name] = value.copy()
+        # The float module's configuration as it is (shapes, cell, options), its own state not.
+        skip = {"_params", "_grads", "_modules", *type(source)._transient_names()}
+        self.__dict__.update({k: v for k, v in source.__dict__.items() if k not in skip})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "_grads", {})
+        self.quantization = dtype
         self.training = False
-        self._quant_cache: dict[int, Any] = {}
+        self._drop_caches()
+        self._mode_changed()
 
-    # -- the module contract, inference only ------------------------------------------------------
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """The quantized arrays (int8 weights and their ``*_scale``, or bfloat16 bits as uint16;
-        float32 biases) by name. Read-only: a quantized copy is not trained."""
-        return dict(self._qparams)
-
-    @property
-    def grads(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def zero_grad(self) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the quantized arrays (what ``pyrnn.save`` stores)."""
-        return {k: v.copy() for k, v in self._qparams.items()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Replace the quantized arrays: every name, shape and dtype must match."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
-        problems = [f"missing {k}" for k in self._qparams if k not in state]
-        problems += [f"unexpected {k}" for k in state if k not in self._qparams]
-        values = {}
-        for name, current in self._qparams.items():
-            if name in state:
-                arr = np.asarray(state[name])
-                if arr.shape != current.shape or arr.dtype != current.dtype:
-                    problems.append(f"{name}: expected {current.dtype}{_checks.shape_str(current.shape)}, "
-                                    f"got {arr.dtype}{_checks.shape_str(arr.shape)}")
-                values[name] = arr
-        if problems:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
-        for name, arr in values.items():
-            if name.endswith("_scale") and not np.all(np.isfinite(arr) & (arr >= 0)):
-                raise ValueError(f"load_state_dict for {type(self).__name__}: {name} must be finite and >= 0")
-            self._qparams[name] = np.array(arr, copy=True)
-        self._quant_cache = {}
+    # -- inference only ---------------------------------------------------------------------------
 
     def train(self, mode: bool = True):
         if mode:
@@ -109,123 +78,84 @@ class _Quantized:
                                "be trained (train the float model and quantize it again)")
         return self
 
-    def eval(self):
-        return self
+    def backward(self, *args: Any, **kwargs: Any):
+        raise RuntimeError(f"{type(self).__name__}.backward: a quantized copy is inference-only and "
+                           "has no backward; train the float model instead")
 
     @property
     def nbytes(self) -> int:
         """Bytes of the quantized weights, their scales and the biases."""
-        return int(sum(v.nbytes for v in self._qparams.values()))
+        return int(sum(v.nbytes for v in self._params.values()))
 
-    def _no_backward(self, *args: Any, **kwargs: Any):
-        raise RuntimeError(f"{type(self).__name__}.backward: a quantized copy is inference-only and "
-                           "has no backward; train the float model instead")
+    def _write_parameters(self, values: dict[str, np.ndarray]) -> None:
+        """load_state_dict: the quantized arrays are replaced, each of exactly its dtype."""
+        owner = type(self).__name__
+        for name, arr in values.items():
+            arr = np.asarray(arr)
+            if arr.dtype != self._params[name].dtype:
+                raise ValueError(f"load_state_dict for {owner}: {name} must have dtype "
+                                 f"{self._params[name].dtype}, got {arr.dtype}")
+            if name.endswith("_scale") and not np.all(np.isfinite(arr) & (arr >= 0)):
+                raise ValueError(f"load_state_dict for {owner}: {name} must be finite and >= 0")
+        for name, arr in values.items():
+            self._params[name] = np.array(arr, copy=True)
+            self._params[name].flags.writeable = False
+        self._weights_changed()
 
     # -- packing --------------------------------------------------------------------------------
 
-    def _quant_arrays(self, suffix: str) -> tuple:
-        """(w_ih, s_ih, w_hh, s_hh, b_ih, b_hh, w_hr, s_hr) of the weights named ``*suffix``."""
-        p = self._qparams
-        get = p.get
-        return (p["weight_ih" + suffix], get("weight_ih" + suffix + "_scale"),
-                p["weight_hh" + suffix], get("weight_hh" + suffix + "_scale"),
-                get("bias_ih" + suffix), get("bias_hh" + suffix),
-                get("weight_hr" + suffix), get("weight_hr" + suffix + "_scale"))
+    def _quant_suffix(self, k: int) -> str:
+        raise NotImplementedError
 
-    def _quant_packed(self, k: int, suffix: str) -> Any:
-        """Layer-direction ``k`` packed for the active kernels (again when the ISA changed)."""
-        packed = self._quant_cache.get(k)
-        if packed is None or packed.isa != _core.active_isa():
-            packed = self._quant_cache[k] = _core.quant_pack_layer(
-                self.quantization, self.cell, *self._quant_arrays(suffix))
-        return packed
-
-    def _check_native(self) -> None:
-        if not _backend.native_active():
+    def _packed(self, k: int, cell: str, arrays: Any = None) -> Any:
+        """Layer-direction ``k``'s quantized weights packed for the active kernels: made once
+        per instruction set and kept (the float class's steps pass it to ``layer_step``)."""
+        if not _backend.native:
             raise RuntimeError(f"{type(self).__name__} runs on the native kernels only; its NumPy "
                                "reference is pyrnn.reference_quant")
+        if self._pack_cache is None:
+            self._forget_packing()
+        packed = self._pack_cache.get(k)
+        if packed is not None and packed.isa != _core.active_isa():
+            self._forget_packing()
+            packed = None
+        if packed is None:
+            suffix, p = self._quant_suffix(k), self._params
+            packed = self._pack_cache[k] = _core.quant_pack_layer(
+                self.quantization, self.cell, p["weight_ih" + suffix], p.get("weight_ih" + suffix + "_scale"),
+                p["weight_hh" + suffix], p.get("weight_hh" + suffix + "_scale"), p.get("bias_ih" + suffix),
+                p.get("bias_hh" + suffix), p.get("weight_hr" + suffix), p.get("weight_hr" + suffix + "_scale"))
+        return packed
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_quant_cache"] = {}
-        state["_pack_cache"] = {}
-        state["_step_packing"] = None
-        return state
-
-    def _extra_repr(self) -> list[str]:
-        return super()._extra_repr() + [f"quantized={self.quantization!r}"]  # type: ignore[misc]
+    def _extra_repr(self) -> str:
+        return super()._extra_repr() + f", quantized={self.quantization!r}"  # type: ignore[misc]
 
 
 class _QuantizedLayer(_Quantized):
-    """A quantized RNN, LSTM or GRU: the float layer's call, step and checks, on quantized
+    """A quantized RNN, LSTM or GRU: the float layer's call, step and checks on quantized
     kernels. Built by :func:`quantize`."""
 
-    def __init__(self, layer: _RecurrentLayer, dtype: str) -> None:
+    def __init__(self, layer: Any, dtype: str) -> None:
         self._init_quantized(layer, dtype)
-        for name in ("cell", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                     "bidirectional", "proj_size", "seed", "num_directions", "output_size",
-                     "nonlinearity", "reset_after"):
-            if hasattr(layer, name):
-                setattr(self, name, getattr(layer, name))
         self.dropout = 0.0
-        self.dtype = np.dtype(np.float32)
-        self._params, self._grads = {}, {}
-        self._tape = None
-        self._pack_cache, self._step_packing = {}, None
 
-    backward = _Quantized._no_backward
+    def _quant_suffix(self, k: int) -> str:
+        return self._suffix(k // self.num_directions, k % self.num_directions)
 
-    def _run_layers(self, x, h0, c0, lengths, training):
-        self._check_native()
-        D = self.num_directions
-        h_n = np.empty_like(h0)
-        c_n = np.empty_like(c0) if c0 is not None else None
-        layer_input = x
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(D):
-                k = layer * D + direction
-                packed = self._quant_packed(k, self._suffix(layer, direction))
-                y, h, c = _core.quant_layer_forward(layer_input, h0[k], None if c0 is None else c0[k],
-                                                    packed, lengths, direction == 1)
-                outputs.append(y)
-                h_n[k] = h
-                if c_n is not None:
-                    c_n[k] = c
-            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
-        return layer_input, h_n, c_n, [], []
-
-    def _step(self, x: Any, h: Any, c: Any):
-        if self.bidirectional:
-            raise ValueError(f"{type(self).__name__}.step streams forward in time; a bidirectional "
-                             "layer needs the whole sequence: call the layer on it instead")
-        self._check_native()
-        is_lstm = self.cell == "lstm"
-        if (self.num_layers == 1 and type(h) is np.ndarray and h.ndim == 3
-                and (not is_lstm or (type(c) is np.ndarray and c.ndim == 3))):
-            try:  # the usual streaming loop: arrays as the kernel takes them (it checks them)
-                h_n, c_n = _core.quant_layer_step(x, h, c if is_lstm else None, self._quant_packed(0, "_l0"))
-                return h_n[0], h_n, c_n
-            except (TypeError, ValueError):
-                pass  # converted and checked with a clear message below
-        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
-        B = xt.shape[1]
-        h = self._initial_state(h, "h", B, self.output_size, batched)
-        c = self._initial_state(c, "c", B, self.hidden_size, batched) if is_lstm else None
-        if B == 0:
-            return np.zeros((0, self.output_size), self.dtype), h.copy(), (c.copy() if is_lstm else None)
-        layer_input = xt[0]
-        hs, cs = [], []
-        for layer in range(self.num_layers):
-            h_new, c_new = _core.quant_layer_step(layer_input, h[layer], c[layer] if is_lstm else None,
-                                                  self._quant_packed(layer, self._suffix(layer, 0)))
-            hs.append(h_new)
-            cs.append(c_new)
-            layer_input = h_new
-        h_n = np.stack(hs)
-        c_n = np.stack(cs) if is_lstm else None
-        y = layer_input if batched else layer_input[0]
-        return y, self._state_out(h_n, batched), (self._state_out(c_n, batched) if is_lstm else None)
+    def _run_layer(self, layer, x, states, finals, lengths, training, caches):
+        h0, c0 = states[0], (states[1] if len(states) > 1 else None)
+        outputs = []
+        for direction in range(self.num_directions):
+            k = layer * self.num_directions + direction
+            packed = self._packed(k, self.cell)
+            y, h, c = _core.quant_layer_forward(x, h0[k], None if c0 is None else c0[k],
+                                                self._params.get("bias_hh" + self._quant_suffix(k)),
+                                                packed, lengths, direction == 1)
+            outputs.append(y)
+            finals[0][k] = h
+            if c0 is not None:
+                finals[1][k] = c
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
 
 
 class QuantizedRNN(_QuantizedLayer, RNN):
@@ -241,39 +171,13 @@ class QuantizedGRU(_QuantizedLayer, GRU):
 
 
 class _QuantizedCell(_Quantized):
-    """A quantized cell: the float cell's call and checks, one quantized step per call."""
+    """A quantized cell: the float cell's call, checks and steps on quantized kernels."""
 
-    def __init__(self, cell: _Cell, dtype: str) -> None:
+    def __init__(self, cell: Any, dtype: str) -> None:
         self._init_quantized(cell, dtype)
-        for name in ("cell", "input_size", "hidden_size", "bias", "seed", "nonlinearity", "reset_after"):
-            if hasattr(cell, name):
-                setattr(self, name, getattr(cell, name))
-        self.dtype = np.dtype(np.float32)
-        self._params, self._grads = {}, {}
-        self._caches = []
-        self._pack_cache, self._step_packing = {}, None
 
-    backward = _Quantized._no_backward
-
-    def _step(self, x: Any, h: Any, c: Any):
-        self._check_native()
-        if type(h) is np.ndarray and h.ndim == 2 and (c is None or (type(c) is np.ndarray and c.ndim == 2)):
-            try:  # a loop feeding back the returned state: the kernel checks the arrays
-                return _core.quant_layer_step(x, h, c, self._quant_packed(0, ""))
-            except (TypeError, ValueError):
-                pass  # converted and checked with a clear message below
-        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
-        B = xt.shape[1]
-        shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
-        h = _checks.state(h, "h", shape, legend, self.dtype).reshape(B, self.hidden_size)
-        if self.cell == "lstm":
-            c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
-        if B == 0:
-            h_new, c_new = h.copy(), (c.copy() if self.cell == "lstm" else None)
-        else:
-            h_new, c_new = _core.quant_layer_step(xt[0], h, c, self._quant_packed(0, ""))
-        shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)
-        return h_new.reshape(shape_out), (c_new.reshape(shape_out) if c_new is not None else None)
+    def _quant_suffix(self, k: int) -> str:
+        return ""
 
 
 class QuantizedRNNCell(_QuantizedCell, RNNCell):
