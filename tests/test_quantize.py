@@ -343,3 +343,25 @@ def test_int8_error_is_at_most_onnxruntimes(H):
     y_q, _ = pyrnn.quantize(layer.eval())(x)
     ours, theirs = np.abs(y_q - y_ref), np.abs(y_ort - y_ref)
     assert ours.max() <= theirs.max() and ours.mean() <= theirs.mean()
+
+
+def test_trained_classifier_keeps_its_accuracy():
+    """A Seq2Vec LSTM classifier trained for a few seconds (benchmarks/quant_accuracy.py trains
+    longer): the int8 and bf16 copies score within half a point of float32 on held-out data."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        from quant_accuracy import sine_bands
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    X, y = sine_bands(2000, 40, rng)
+    Xt, yt = sine_bands(2000, 40, rng)
+    model = pyrnn.Seq2Vec(input_size=1, output_size=4, hidden_size=32, cell="lstm", seed=0)
+    pyrnn.fit(model, (X, y), "cross_entropy", pyrnn.optim.Adam(model, lr=1e-2), epochs=3, batch_size=64,
+              progress=False)
+    model.eval()
+    scores = {name: float(np.mean(np.argmax(m.predict(Xt), axis=1) == yt))
+              for name, m in (("float32", model), ("int8", pyrnn.quantize(model)),
+                              ("bf16", pyrnn.quantize(model, "bf16")))}
+    assert scores["float32"] > 0.6, scores  # it learned something
+    assert abs(scores["int8"] - scores["float32"]) <= 0.005 and abs(scores["bf16"] - scores["float32"]) <= 0.005, scores
