@@ -14,7 +14,7 @@ import pytest
 import pyrnn
 from pyrnn import _core
 from pyrnn import reference_quant as rq
-from pyrnn.checkpoint import CheckpointError
+from pyrnn.checkpoint import BFLOAT16, CheckpointError
 from pyrnn.testing import use_backend
 
 DTYPES = ("int8", "bf16")
@@ -101,7 +101,8 @@ def _reference_layer(q, x, h0, c0, lengths):
     def matrix(name):
         if name not in p:
             return None
-        return rq.QuantizedMatrix(p[name], p.get(name + "_scale"))
+        w = p[name]
+        return rq.QuantizedMatrix(w.view(np.uint16) if w.dtype == BFLOAT16 else w, p.get(name + "_scale"))
     return rq.layer_forward(q.cell, x, h0, c0, matrix("weight_ih_l0"), matrix("weight_hh_l0"),
                             p.get("bias_ih_l0"), p.get("bias_hh_l0"), matrix("weight_hr_l0"), lengths, False)
 
@@ -227,7 +228,7 @@ def test_memory_is_a_quarter_or_half():
     assert q8.nbytes < (float_bytes - weights) + weights / 4 * 1.02
     assert q16.nbytes == float_bytes - weights // 2
     assert "weight_ih_l0_scale" in q8.state_dict() and q8.state_dict()["weight_ih_l0"].dtype == np.int8
-    assert q16.state_dict()["weight_ih_l0"].dtype == np.uint16
+    assert q16.state_dict()["weight_ih_l0"].dtype == BFLOAT16
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -365,3 +366,14 @@ def test_trained_classifier_keeps_its_accuracy():
                               ("bf16", pyrnn.quantize(model, "bf16")))}
     assert scores["float32"] > 0.6, scores  # it learned something
     assert abs(scores["int8"] - scores["float32"]) <= 0.005 and abs(scores["bf16"] - scores["float32"]) <= 0.005, scores
+
+
+def test_bf16_checkpoint_is_bfloat16_for_torch(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    torch = pytest.importorskip("torch")
+    layer = pyrnn.GRU(3, 5).eval()
+    pyrnn.save(pyrnn.quantize(layer, "bf16"), tmp_path / "g.safetensors")
+    tensors = st.load_file(str(tmp_path / "g.safetensors"))
+    assert tensors["weight_ih_l0"].dtype == torch.bfloat16 and tensors["bias_ih_l0"].dtype == torch.float32
+    np.testing.assert_allclose(tensors["weight_ih_l0"].float().numpy(), layer.parameters()["weight_ih_l0"],
+                               rtol=2**-8)
