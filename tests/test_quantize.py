@@ -377,3 +377,19 @@ def test_bf16_checkpoint_is_bfloat16_for_torch(tmp_path):
     assert tensors["weight_ih_l0"].dtype == torch.bfloat16 and tensors["bias_ih_l0"].dtype == torch.float32
     np.testing.assert_allclose(tensors["weight_ih_l0"].float().numpy(), layer.parameters()["weight_ih_l0"],
                                rtol=2**-8)
+
+
+@pytest.mark.parametrize("name", _core.available_isas())
+def test_pyrnn_isa_forces_the_quantized_kernels(name):
+    import subprocess
+
+    code = ("import pyrnn; from pyrnn import _core; print(_core.active_isa()); "
+            "print(_core.quant_kernels()['int8'])")
+    env = {**os.environ, "PYRNN_ISA": name}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    isa, kernel = proc.stdout.splitlines()
+    assert isa == name
+    expected = {"baseline": "scalar", "avx2": "vpmaddubsw", "avx_vnni": "AVX-VNNI", "avx512": "vpmaddubsw",
+                "avx512_vnni": "AVX-512 VNNI"}[name]
+    assert expected in kernel
