@@ -62,7 +62,7 @@ class _Quantized:
                 params[name] = value.copy()
         # The float module's configuration as it is (shapes, cell, options), its own state not.
         skip = {"_params", "_grads", "_modules", *type(source)._transient_names()}
-        self.__dict__.update({k: v for k, v in source.__dict__.items() if k not in skip})
+        self.__dict__.update(copy.deepcopy({k: v for k, v in source.__dict__.items() if k not in skip}))
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_grads", {})
@@ -233,6 +233,9 @@ def quantize(obj: Any, dtype: str = "int8") -> Any:
     included) and saves and loads with ``pyrnn.save`` / ``pyrnn.load``; ``backward`` and
     ``train()`` raise. ``nbytes`` is the memory of a quantized layer's weights.
     """
+    if quantized_dtype(obj):
+        raise ValueError(f"quantize: the {type(obj).__name__} is quantized already ({quantized_dtype(obj)}); "
+                         "quantize the float model it came from")
     cls = _quantizable(obj)
     if cls is not None:
         return cls(obj, dtype)

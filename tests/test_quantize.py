@@ -286,6 +286,8 @@ def test_bad_input():
         pyrnn.quantize(pyrnn.RNN(3, 4).eval(), "int4")
     with pytest.raises(TypeError, match="layer, cell or model"):
         pyrnn.quantize(np.zeros(3))
+    with pytest.raises(ValueError, match="quantized already"):
+        pyrnn.quantize(pyrnn.quantize(pyrnn.GRU(3, 4).eval()), "bf16")
     q = pyrnn.quantize(pyrnn.LSTM(3, 4).eval())
     with pytest.raises(ValueError, match="x"):
         q(_random((2, 2, 5)))
