@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -65,6 +66,12 @@ PackedWeights pack(const std::string& type, const std::string& cell_name, const 
   if (!d.has_proj && d.P != d.H)
     throw py::value_error("w_hh: expected shape " + shape_str({G * d.H, d.H}) + ", got " + shape_of(w_hh_arr));
   if (d.has_bias == b_hh_obj.is_none()) throw py::value_error("b_ih and b_hh must both be given or both be None");
+  // int8 sums stay exact in int32 below this many terms (quant.h)
+  constexpr pyrnn::index kMaxTerms = 133000;
+  if (type == "int8" && std::max({d.I, d.H, d.P}) >= kMaxTerms)
+    throw py::value_error("int8 quantization supports input and hidden sizes below " + std::to_string(kMaxTerms) +
+                          " (its int32 sums would overflow); got I=" + std::to_string(d.I) + ", H=" +
+                          std::to_string(d.H));
   const QuantWeight w_ih = quant_weight(type, w_ih_obj, s_ih_obj, "w_ih", "s_ih", G * d.H, d.I);
   const QuantWeight w_hh = quant_weight(type, w_hh_obj, s_hh_obj, "w_hh", "s_hh", G * d.H, d.P);
   std::optional<QuantWeight> w_hr;

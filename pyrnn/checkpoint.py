@@ -36,8 +36,11 @@ FORMAT = "pyrnn"
 FORMAT_VERSION = "1"
 DIGEST_KEY = "pyrnn.sha256"
 
+#: bfloat16 as NumPy holds it: the 16-bit patterns in a one-field structured dtype, so that it
+#: stays apart from uint16 (safetensors' BF16; torch reads such tensors as torch.bfloat16)
+BFLOAT16 = np.dtype([("bfloat16", "<u2")])
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?", "BF16": BFLOAT16}
 _CODES = {np.dtype(v).newbyteorder("<") if np.dtype(v).itemsize > 1 else np.dtype(v): k for k, v in _DTYPES.items()}
 MAX_HEADER = 100 * 2**20
 

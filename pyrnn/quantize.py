@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _backend, _core
 from . import reference_quant
+from .checkpoint import BFLOAT16
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 
@@ -29,7 +30,7 @@ def _quantized_weights(name: str, w: np.ndarray, dtype: str, owner: str) -> dict
         raise ValueError(f"quantize: {owner}.{name} contains NaN or Inf; a quantized copy of it would "
                          "be meaningless (fix the weights first)")
     if dtype == "bf16":
-        return {name: reference_quant.to_bfloat16(w)}
+        return {name: reference_quant.to_bfloat16(w).view(BFLOAT16)}
     q, scale = reference_quant.quantize_weight(w)
     return {name: q, name + "_scale": scale}
 
@@ -61,7 +62,7 @@ class _Quantized:
                 params[name] = value.copy()
         # The float module's configuration as it is (shapes, cell, options), its own state not.
         skip = {"_params", "_grads", "_modules", *type(source)._transient_names()}
-        self.__dict__.update({k: v for k, v in source.__dict__.items() if k not in skip})
+        self.__dict__.update(copy.deepcopy({k: v for k, v in source.__dict__.items() if k not in skip}))
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_grads", {})
@@ -121,10 +122,14 @@ class _Quantized:
             packed = None
         if packed is None:
             suffix, p = self._quant_suffix(k), self._params
+
+            def weight(name):  # bfloat16 as the kernels take it: its bits as uint16
+                w = p.get(name + suffix)
+                return w.view(np.uint16) if w is not None and w.dtype == BFLOAT16 else w
             packed = self._pack_cache[k] = _core.quant_pack_layer(
-                self.quantization, self.cell, p["weight_ih" + suffix], p.get("weight_ih" + suffix + "_scale"),
-                p["weight_hh" + suffix], p.get("weight_hh" + suffix + "_scale"), p.get("bias_ih" + suffix),
-                p.get("bias_hh" + suffix), p.get("weight_hr" + suffix), p.get("weight_hr" + suffix + "_scale"))
+                self.quantization, self.cell, weight("weight_ih"), p.get("weight_ih" + suffix + "_scale"),
+                weight("weight_hh"), p.get("weight_hh" + suffix + "_scale"), p.get("bias_ih" + suffix),
+                p.get("bias_hh" + suffix), weight("weight_hr"), p.get("weight_hr" + suffix + "_scale"))
         return packed
 
     def _extra_repr(self) -> str:
@@ -228,6 +233,9 @@ def quantize(obj: Any, dtype: str = "int8") -> Any:
     included) and saves and loads with ``pyrnn.save`` / ``pyrnn.load``; ``backward`` and
     ``train()`` raise. ``nbytes`` is the memory of a quantized layer's weights.
     """
+    if quantized_dtype(obj):
+        raise ValueError(f"quantize: the {type(obj).__name__} is quantized already ({quantized_dtype(obj)}); "
+                         "quantize the float model it came from")
     cls = _quantizable(obj)
     if cls is not None:
         return cls(obj, dtype)

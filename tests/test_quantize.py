@@ -14,7 +14,7 @@ import pytest
 import pyrnn
 from pyrnn import _core
 from pyrnn import reference_quant as rq
-from pyrnn.checkpoint import CheckpointError
+from pyrnn.checkpoint import BFLOAT16, CheckpointError
 from pyrnn.testing import use_backend
 
 DTYPES = ("int8", "bf16")
@@ -101,7 +101,8 @@ def _reference_layer(q, x, h0, c0, lengths):
     def matrix(name):
         if name not in p:
             return None
-        return rq.QuantizedMatrix(p[name], p.get(name + "_scale"))
+        w = p[name]
+        return rq.QuantizedMatrix(w.view(np.uint16) if w.dtype == BFLOAT16 else w, p.get(name + "_scale"))
     return rq.layer_forward(q.cell, x, h0, c0, matrix("weight_ih_l0"), matrix("weight_hh_l0"),
                             p.get("bias_ih_l0"), p.get("bias_hh_l0"), matrix("weight_hr_l0"), lengths, False)
 
@@ -227,7 +228,7 @@ def test_memory_is_a_quarter_or_half():
     assert q8.nbytes < (float_bytes - weights) + weights / 4 * 1.02
     assert q16.nbytes == float_bytes - weights // 2
     assert "weight_ih_l0_scale" in q8.state_dict() and q8.state_dict()["weight_ih_l0"].dtype == np.int8
-    assert q16.state_dict()["weight_ih_l0"].dtype == np.uint16
+    assert q16.state_dict()["weight_ih_l0"].dtype == BFLOAT16
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -285,6 +286,8 @@ def test_bad_input():
         pyrnn.quantize(pyrnn.RNN(3, 4).eval(), "int4")
     with pytest.raises(TypeError, match="layer, cell or model"):
         pyrnn.quantize(np.zeros(3))
+    with pytest.raises(ValueError, match="quantized already"):
+        pyrnn.quantize(pyrnn.quantize(pyrnn.GRU(3, 4).eval()), "bf16")
     q = pyrnn.quantize(pyrnn.LSTM(3, 4).eval())
     with pytest.raises(ValueError, match="x"):
         q(_random((2, 2, 5)))
@@ -343,3 +346,52 @@ def test_int8_error_is_at_most_onnxruntimes(H):
     y_q, _ = pyrnn.quantize(layer.eval())(x)
     ours, theirs = np.abs(y_q - y_ref), np.abs(y_ort - y_ref)
     assert ours.max() <= theirs.max() and ours.mean() <= theirs.mean()
+
+
+def test_trained_classifier_keeps_its_accuracy():
+    """A Seq2Vec LSTM classifier trained for a few seconds (benchmarks/quant_accuracy.py trains
+    longer): the int8 and bf16 copies score within half a point of float32 on held-out data."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        from quant_accuracy import sine_bands
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    X, y = sine_bands(2000, 40, rng)
+    Xt, yt = sine_bands(2000, 40, rng)
+    model = pyrnn.Seq2Vec(input_size=1, output_size=4, hidden_size=32, cell="lstm", seed=0)
+    pyrnn.fit(model, (X, y), "cross_entropy", pyrnn.optim.Adam(model, lr=1e-2), epochs=3, batch_size=64,
+              progress=False)
+    model.eval()
+    scores = {name: float(np.mean(np.argmax(m.predict(Xt), axis=1) == yt))
+              for name, m in (("float32", model), ("int8", pyrnn.quantize(model)),
+                              ("bf16", pyrnn.quantize(model, "bf16")))}
+    assert scores["float32"] > 0.6, scores  # it learned something
+    assert abs(scores["int8"] - scores["float32"]) <= 0.005 and abs(scores["bf16"] - scores["float32"]) <= 0.005, scores
+
+
+def test_bf16_checkpoint_is_bfloat16_for_torch(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    torch = pytest.importorskip("torch")
+    layer = pyrnn.GRU(3, 5).eval()
+    pyrnn.save(pyrnn.quantize(layer, "bf16"), tmp_path / "g.safetensors")
+    tensors = st.load_file(str(tmp_path / "g.safetensors"))
+    assert tensors["weight_ih_l0"].dtype == torch.bfloat16 and tensors["bias_ih_l0"].dtype == torch.float32
+    np.testing.assert_allclose(tensors["weight_ih_l0"].float().numpy(), layer.parameters()["weight_ih_l0"],
+                               rtol=2**-8)
+
+
+@pytest.mark.parametrize("name", _core.available_isas())
+def test_pyrnn_isa_forces_the_quantized_kernels(name):
+    import subprocess
+
+    code = ("import pyrnn; from pyrnn import _core; print(_core.active_isa()); "
+            "print(_core.quant_kernels()['int8'])")
+    env = {**os.environ, "PYRNN_ISA": name}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    isa, kernel = proc.stdout.splitlines()
+    assert isa == name
+    expected = {"baseline": "scalar", "avx2": "vpmaddubsw", "avx_vnni": "AVX-VNNI", "avx512": "vpmaddubsw",
+                "avx512_vnni": "AVX-512 VNNI"}[name]
+    assert expected in kernel
