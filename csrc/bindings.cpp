@@ -116,9 +116,8 @@ PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj,
 
 PackedWeights pack_layer(const std::string& cell, const py::array& w_ih, const py::object& w_hh,
                          const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
-  if (w_ih.dtype().is(py::dtype::of<float>())) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
-  if (w_ih.dtype().is(py::dtype::of<double>())) return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
-  throw py::type_error("w_ih must have dtype float32 or float64, got " + std::string(py::str(w_ih.dtype())));
+  if (is_float32(w_ih, "w_ih")) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
+  return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
 }
 
 // The PackedLayer inside `packed` (None: null) after checking it was made for this call's
@@ -208,11 +207,9 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
                         const py::object& c0, const py::object& w_ih, const py::object& w_hh,
                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
                         const py::object& lengths, bool reverse, bool training, const py::object& packed) {
-  if (x.dtype().is(py::dtype::of<float>()))
+  if (is_float32(x, "x"))
     return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-  if (x.dtype().is(py::dtype::of<double>()))
-    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
 }
 
 // A step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a layer's
@@ -278,9 +275,8 @@ py::tuple layer_step(const py::array& x, const py::object& h, const py::object& 
   }
   const auto& pw = *pw_ptr;
   check_packing_isa(*pw.layer);
-  if (x.dtype().is(py::dtype::of<float>())) return step_impl<float>(x, h, c, pw);
-  if (x.dtype().is(py::dtype::of<double>())) return step_impl<double>(x, h, c, pw);
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+  if (is_float32(x, "x")) return step_impl<float>(x, h, c, pw);
+  return step_impl<double>(x, h, c, pw);
 }
 
 // Whether obj is what the streaming kernel takes as it is: a C-contiguous array of T in native
@@ -403,7 +399,7 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
   if (!py::isinstance<LayerCache>(cache_obj))
     throw py::type_error("cache must be the LayerCache returned by a training-mode layer_forward");
   const auto& cache = cache_obj.cast<const LayerCache&>();
-  if (cache.x.dtype().is(py::dtype::of<float>()))
+  if (is_float32(cache.x, "cache.x"))
     return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
   return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
 }
@@ -454,6 +450,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
+  m.def("fork_limited", &fork_limited,
+        "Whether this process was forked after OpenMP's pool ran: native calls then use one thread.");
   m.def("active_isa", &active_isa);
   m.def("available_isas", &available_isas);
   m.def("select_isa", [](const std::string& name) {

@@ -153,15 +153,13 @@ class RecurrentLayer(Module):
 
     def _forward(self, x: Any, states: list[Any], lengths: Any):
         """``(y, final states)`` in the user's layout; keeps the tape in training mode."""
-        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype)
+        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype, kept=self.training)
         T, B, _ = xt.shape
         initial = self._initial_states(states, B, batched, self.state_names)
         lengths = _checks.lengths(lengths, T, B, batched)
         training = self.training
         _checks.fits_in_memory(self._memory_estimate(T, B), self.dtype,
                                f"{type(self).__name__} forward over T={T}, B={B}")
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
         if T == 0 or B == 0:  # nothing to compute: the states pass through unchanged
             y = np.zeros((T, B, self.num_directions * self.output_size), self.dtype)
             finals, caches, masks = [s.copy() for s in initial], [], []

@@ -50,14 +50,12 @@ class _Cell(PackedKernels, Module):
     def _checked_step(self, x: Any, h: Any, c: Any):
         """One step, arguments converted and checked (see ``_stream_step``); in training mode
         its cache is kept for ``backward``. Returns ``(h_new, c_new or None)``."""
-        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
+        xt, batched = _checks.step_input(x, self.input_size, self.dtype, kept=self.training)
         B = xt.shape[1]
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
         h = _checks.state(h, "h", shape, legend, self.dtype).reshape(B, self.hidden_size)
         if self.cell == "lstm":
             c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
-        if self.training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
         ops = _backend.ops()
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
