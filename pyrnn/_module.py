@@ -81,6 +81,20 @@ class Tape:
     masks: list[np.ndarray | None]       # dropout mask applied to each layer's output
 
 
+def _canonical(dtype: Any) -> np.dtype:
+    """NumPy's own dtype object for ``dtype`` (unpickled and copied dtypes are equal but new objects)."""
+    return np.dtype(np.dtype(dtype).name)
+
+
+def _own_array(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` with the canonical ``dtype`` object, as an array whose data it may write."""
+    if not arr.flags.writeable:
+        return arr.astype(dtype)
+    if arr.dtype is not dtype and arr.dtype == dtype:
+        arr.dtype = dtype
+    return arr
+
+
 class Module:
     """Base class: own parameters plus child modules, registered by attribute assignment.
 
@@ -91,7 +105,7 @@ class Module:
     """
 
     # Attributes never pickled nor copied: per-call caches and tapes, packed weights. After
-    # unpickling they are None, then ``_drop_caches`` and ``_weights_changed`` set them up.
+    # unpickling they are None, then ``_drop_caches`` and ``_mode_changed`` set them up.
     _transient: tuple[str, ...] = ("_cache",)
     _cache: Any = None          # what the last training-mode forward kept for backward
 
@@ -264,15 +278,25 @@ class Module:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # NumPy makes new dtype objects when it unpickles: use the canonical one, which every
-        # array this module makes from now on carries.
         state = dict(state)
-        state["dtype"] = np.dtype(np.dtype(state["dtype"]).name)
+        dtype = state["dtype"] = _canonical(state["dtype"])
+        # Parameters and gradients as this module's own writable arrays of the canonical dtype
+        # (NumPy makes new dtype objects when it unpickles, and protocol 5 gives back read-only
+        # arrays over the pickle's bytes when they were frozen); attributes that were the same
+        # array stay the same array.
+        renamed: dict[int, np.ndarray] = {}
+        for store in ("_params", "_grads"):
+            arrays = state[store] = dict(state[store])
+            for name, arr in arrays.items():
+                arrays[name] = renamed.setdefault(id(arr), _own_array(arr, dtype))
+        for name, value in state.items():
+            if isinstance(value, np.ndarray) and id(value) in renamed:
+                state[name] = renamed[id(value)]
         self.__dict__.update(state)
         for name in self._transient_names():
             object.__setattr__(self, name, None)
         self._drop_caches()
-        self._weights_changed()
+        self._mode_changed()
 
     # -- presentation -----------------------------------------------------------------------------
 

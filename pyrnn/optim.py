@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ._module import Module
+
 
 def _params_and_grads(target: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     if isinstance(target, tuple) and len(target) == 2 and all(isinstance(t, Mapping) for t in target):
@@ -67,12 +69,17 @@ def clip_grad_value(target: Any, clip_value: float) -> None:
 
 
 class Optimizer:
-    """Base class: holds the live parameters, gradients, learning rate and per-parameter state."""
+    """Base class: holds the live parameters, gradients, learning rate and per-parameter state.
+
+    An optimizer of a module pickles and copies with that module (its parameters are the
+    module's arrays again after unpickling); one of a ``(params, grads)`` pair with the arrays.
+    """
 
     def __init__(self, target: Any, lr: float) -> None:
         if not lr >= 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         self.params, self.grads = _params_and_grads(target)
+        self._module = target if isinstance(target, Module) else None
         self.lr = float(lr)
         self.initial_lr = float(lr)
         self.state: dict[str, dict[str, np.ndarray]] = {k: {} for k in self.params}
@@ -97,6 +104,17 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr:g}, {len(self.params)} parameters)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._module is not None:   # the module's own arrays: found again through it
+            del state["params"], state["grads"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._module is not None:
+            self.params, self.grads = _params_and_grads(self._module)
 
 
 class SGD(Optimizer):
