@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "native_call.h"
 #include "packed_weights.h"
 #include "pyrnn.h"
 
@@ -101,12 +102,11 @@ PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj,
   a.b_hh = in_ptr(b_hh);
   a.w_hr = in_ptr(w_hr);
   PackedWeights out{cell_name, nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>) out.layer.reset(kt.pack_layer_f32(d, a));
     else out.layer.reset(kt.pack_layer_f64(d, a));
-  }
+  });
   return out;
 }
 
@@ -185,11 +185,10 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   a.c_n = out_ptr(c_n);
   a.workspace = out_ptr(workspace);
   a.packed = checked_packed<T>(packed, cell_name, d);
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.layer_forward_f32(d, a);
     else kt.layer_forward_f64(d, a);
-  }
+  });
   py::object c_n_out = c_n ? py::object(*c_n) : py::none();
   py::object cache = py::none();
   if (training) {
@@ -238,12 +237,11 @@ py::tuple step_impl(const py::array& x_obj, const py::object& h_obj, const py::o
   a.h_n = a.y;
   a.c_n = out_ptr(c_new);
   a.packed = pw.layer.get();
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>) kt.layer_step_f32(d, a);
     else kt.layer_step_f64(d, a);
-  }
+  });
   return py::make_tuple(h_new, c_new ? py::object(*c_new) : py::none());
 }
 
@@ -363,12 +361,11 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   a.db_ih = out_ptr(db_ih);
   a.db_hh = out_ptr(db_hh);
   a.dw_hr = out_ptr(dw_hr);
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>) kt.layer_backward_f32(d, a);
     else kt.layer_backward_f64(d, a);
-  }
+  });
   return py::make_tuple(dx, dh0, dc0 ? py::object(*dc0) : py::none());
 }
 
@@ -457,6 +454,7 @@ PYBIND11_MODULE(_core, m) {
   bind_testing(m);
   bind_xlstm(m);
   bind_quant(m);
+  record_main_thread();  // Ctrl-C stops long calls made on this thread (native_call.h)
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "native_call.h"
 #include "packed_weights.h"
 #include "pyrnn.h"
 #include "quant_api.h"
@@ -144,10 +145,7 @@ py::tuple forward(const py::array& x_obj, const py::object& h0_obj, const py::ob
   a.h_n = h_n.mutable_data();
   a.c_n = out_ptr(c_n);
   a.packed = p.layer.get();
-  {
-    py::gil_scoped_release release;
-    active_kernels().layer_forward_f32(d, a);
-  }
+  run_native([&] { active_kernels().layer_forward_f32(d, a); });
   return py::make_tuple(y, h_n, c_n ? py::object(*c_n) : py::none());
 }
 

@@ -6,10 +6,12 @@
 #include <iterator>
 #include <string>
 
+#include "native_call.h"
 #include "pyrnn.h"
 
 namespace py = pybind11;
 using namespace pyrnn;
+using pyrnn::bind::run_native;
 
 namespace {
 
@@ -36,14 +38,13 @@ py::array_t<T> gemm_impl(bool trans_a, bool trans_b, const py::array_t<T, 0>& A,
   const T* a = A.data();
   const T* b = B.data();
   T* c = C.mutable_data();
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>)
       kt.gemm_f32(trans_a, trans_b, M, N, K, a, A.shape(1), b, B.shape(1), beta, c, N);
     else
       kt.gemm_f64(trans_a, trans_b, M, N, K, a, A.shape(1), b, B.shape(1), beta, c, N);
-  }
+  });
   return C;
 }
 
@@ -61,12 +62,11 @@ py::array_t<T> math_impl(const std::string& name, const py::array_t<T, py::array
   const pyrnn::index n = x.size();
   const T* in = x.data();
   T* out = y.mutable_data();
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>) kt.math_f32(fn, n, in, out);
     else kt.math_f64(fn, n, in, out);
-  }
+  });
   return y;
 }
 

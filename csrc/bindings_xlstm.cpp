@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "native_call.h"
 #include "pyrnn.h"
 #include "xlstm_api.h"
 
@@ -81,11 +82,10 @@ py::tuple slstm_forward_impl(const py::array& x_obj, const py::object& h0_o, con
                         in_ptr(bias), lengths ? lengths->data() : nullptr, y.mutable_data(),
                         h_n.mutable_data(), c_n.mutable_data(), n_n.mutable_data(), m_n.mutable_data(),
                         ws ? ws->mutable_data() : nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.slstm_forward_f32(d, a);
     else kt.slstm_forward_f64(d, a);
-  }
+  });
   py::object cache = py::none();
   if (training) cache = py::cast(SlstmCache{d, x, lengths ? py::object(*lengths) : py::none(), *ws});
   return py::make_tuple(y, h_n, c_n, n_n, m_n, cache);
@@ -130,11 +130,10 @@ py::tuple slstm_backward_impl(const SlstmCache& cache, const py::object& dy_o, c
                          in_ptr(dy), in_ptr(dh), in_ptr(dc), in_ptr(dn), in_ptr(dm), dx.mutable_data(), dh0.mutable_data(),
                          dc0.mutable_data(), dn0.mutable_data(), dm0.mutable_data(), dw_ih->mutable_data(),
                          dw_hh->mutable_data(), db ? db->mutable_data() : nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.slstm_backward_f32(d, a);
     else kt.slstm_backward_f64(d, a);
-  }
+  });
   return py::make_tuple(dx, dh0, dc0, dn0, dm0);
 }
 
@@ -181,11 +180,10 @@ py::tuple mlstm_forward_impl(const py::array& x_obj, const py::object& c0_o, con
   MlstmForwardArgs<T> a{x.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), in_ptr(bias),
                         lengths ? lengths->data() : nullptr, y.mutable_data(), c_n.mutable_data(),
                         n_n.mutable_data(), m_n.mutable_data(), ws ? ws->mutable_data() : nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.mlstm_forward_f32(d, a);
     else kt.mlstm_forward_f64(d, a);
-  }
+  });
   py::object cache = py::none();
   if (training) cache = py::cast(MlstmCache{d, x, lengths ? py::object(*lengths) : py::none(), *ws});
   return py::make_tuple(y, c_n, n_n, m_n, cache);
@@ -223,11 +221,10 @@ py::tuple mlstm_backward_impl(const MlstmCache& cache, const py::object& dy_o, c
   MlstmBackwardArgs<T> a{x.data(), w_ih.data(), lengths ? lengths->data() : nullptr, ws.data(), in_ptr(dy),
                          in_ptr(dc), in_ptr(dn), in_ptr(dm), dx.mutable_data(), dc0.mutable_data(), dn0.mutable_data(),
                          dm0.mutable_data(), dw_ih->mutable_data(), db ? db->mutable_data() : nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.mlstm_backward_f32(d, a);
     else kt.mlstm_backward_f64(d, a);
-  }
+  });
   return py::make_tuple(dx, dc0, dn0, dm0);
 }
 

@@ -15,6 +15,7 @@
 // operands, tile shape, thread partition, transposes) changes that, so results are bitwise
 // identical for any thread count, and a row of C does not depend on the other rows of A.
 #include "kernels/gemm.h"
+#include "kernels/interrupt.h"
 
 #include <omp.h>
 
@@ -381,10 +382,10 @@ void scale_c(index m, index n, T beta, T* C, index ldc) {
     for (index j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
 }
 
-// The whole product on the calling thread.
+// The whole product on the calling thread; leaves C unfinished once `stop` is requested.
 template <typename T>
 void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T* A, index lda,
-                 const T* B, index ldb, T beta, T* C, index ldc) {
+                 const T* B, index ldb, T beta, T* C, index ldc, StopSignal& stop) {
   using Bk = Blocking<T>;
   constexpr int MR = Bk::MR, NR = Bk::NR;
   const index kc_max = slice_depth<T>(K);
@@ -408,10 +409,13 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
       const index kc = std::min(kc_max, K - pc);
       pack_b_panels(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, bbuf,
                     kc);
-      for (index ic = 0; ic < M; ic += Bk::MC)
+      for (index ic = 0; ic < M; ic += Bk::MC) {
         block_product(pack_a, trans_a, std::min<index>(Bk::MC, M - ic), nc, kc,
                       trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, bbuf, kc * NR,
                       C + ic * ldc + jc, ldc, slice_mode(pc), beta);
+        stop.poll(ic);
+        if (stop.requested()) return;
+      }
     }
   }
 }
@@ -466,8 +470,9 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
   const int threads = gemm_threads(M, N, K);
+  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
   if (threads == 1)
-    return gemm_serial(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return gemm_serial(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, stop);
 #pragma omp parallel num_threads(threads)
   {
     const Grid grid = choose_grid<T>(omp_get_num_threads(), M, N, K);
@@ -480,7 +485,7 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
       const auto [n0, n1] = share(N, Blocking<T>::NR, t % grid.tn, grid.tn);
       if (m1 > m0 && n1 > n0)
         gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, K, trans_a ? A + m0 : A + m0 * lda, lda,
-                    trans_b ? B + n0 * ldb : B + n0, ldb, beta, C + m0 * ldc + n0, ldc);
+                    trans_b ? B + n0 * ldb : B + n0, ldb, beta, C + m0 * ldc + n0, ldc, stop);
     }
   }
 }

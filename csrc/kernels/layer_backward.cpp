@@ -14,6 +14,7 @@
 
 #include "kernels/layer.h"
 #include "kernels/barrier.h"
+#include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
 #include "vec/lanes.h"
 
@@ -316,8 +317,12 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, std::min(c.blocks.count, c.out_blocks.count));
+  StopSignal stop;
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
+      // Split by units every thread reads this after the same barrier; split by rows the
+      // threads never wait for one another, so each may leave at its own step.
+      if (stop.before(s)) break;
       const index t = d.reverse ? s : TT - 1 - s;
       BackStep<T> step{t,
                        dh_ping + (s % 2) * B * P,
@@ -325,9 +330,11 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
                        a.dy ? a.dy + t * B * P : nullptr,
                        c.dG + t * B * GH};
       run_step(c, step, sh, a.dc0);
+      stop.poll(s);
       c.barrier->wait();
     }
   });
+  if (stop.requested()) return;
 
   // Weight, bias and input gradients: one product over all T*B rows each.
   // Padding rows have zero gradients, but the inputs and states they carry may be NaN or Inf

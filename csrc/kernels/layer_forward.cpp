@@ -16,6 +16,7 @@
 
 #include "kernels/layer.h"
 #include "kernels/barrier.h"
+#include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
 
 #include "kernels/forward_rows.h"
@@ -276,9 +277,15 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
+  StopSignal stop;
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
     index chunk_first = 0;  // projected in team: the real time of the chunk's first row
     for (index s = 0; s < TT; ++s) {
+      // Split by units, every thread reads the stop after the same barrier and all leave
+      // together. Split by rows, each may see it at another step: it skips the work and still
+      // meets the others around the chunks' input products.
+      const bool stopping = stop.before(s);
+      if (stopping && plan.split == Split::Units) break;
       const index t = d.reverse ? TT - 1 - s : s;
       if (project_in_team && s % chunk_steps == 0) {
         // Split by units, a thread reads only the columns it computes here. Split by rows, it
@@ -291,9 +298,10 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
         chunk_first = d.reverse ? t - n + 1 : t;
         const bool shared = plan.split == Split::Rows;
         if (shared && s > 0) sh.team->wait();
-        input_product(c, a.x + chunk_first * B * d.I, n, sh, xg);
+        if (!stopping) input_product(c, a.x + chunk_first * B * d.I, n, sh, xg);
         if (shared) sh.team->wait();
       }
+      if (stopping) continue;
       Step<T> step{t,
                    h_slot_in(s, t),
                    h_slot_out(s, t),
@@ -303,6 +311,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    a.y + t * B * P,
                    project_in_team};
       run_step(c, step, sh);
+      stop.poll(s);
       c.barrier->wait();
     }
   });

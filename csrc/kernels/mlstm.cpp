@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
 #include "kernels/math.h"
 #include "kernels/xlstm.h"
@@ -224,6 +225,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
   const index pairs = B * NH;
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
   if (nt > 1) note_split(SplitKind::XlstmItems);
+  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -235,7 +237,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
       T *C = a.c_n + p * DD, *n = a.n_n + p * DH, *m = a.m_n + p;
       const index Tb = a.lengths ? a.lengths[b] : TT;
       StepScalars<T> st;
-      for (index t = 0; t < Tb; ++t) {
+      for (index t = 0; t < Tb && !stop.requested(); stop.poll(t++)) {
         if (training && t % kChunk == 0) {
           T* ck = ckpt + ((t / kChunk) * pairs + p) * ck_size;
           std::copy(C, C + DD, ck);
@@ -276,6 +278,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
   if (nt > 1) note_split(SplitKind::XlstmItems);
+  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -289,7 +292,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
       const index b = p / NH, hd = p % NH;
       T *dC = a.dc0 + p * DD, *dn = a.dn0 + p * DH, *dm = a.dm0 + p;
       const index Tb = a.lengths ? a.lengths[b] : TT;
-      for (index c = (Tb + kChunk - 1) / kChunk - 1; c >= 0; --c) {
+      for (index c = (Tb + kChunk - 1) / kChunk - 1; c >= 0 && !stop.requested(); stop.poll(c--)) {
         const index t0 = c * kChunk, t1 = std::min(t0 + kChunk, Tb);
         const T* ck = ckpt + (c * pairs + p) * ck_size;
         std::copy(ck, ck + DD, Cs.data());
@@ -358,6 +361,8 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
       }
     }
   }
+
+  if (stop.requested()) return;
 
   gemm<T>(false, false, TB, I, R, dxg.data(), R, a.w_ih, I, T(0), a.dx, I);
   std::vector<T> x_valid;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
 #include "kernels/xlstm.h"
 #include "kernels/xlstm_math.h"
@@ -188,6 +189,7 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   const Items items(NH, B);
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
   if (nt > 1) note_split(SplitKind::XlstmItems);
+  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -195,7 +197,7 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
 #pragma omp for schedule(static)
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
-      for (index t = 0; t < TT; ++t) {
+      for (index t = 0; t < TT && !stop.requested(); stop.poll(t++)) {
         gemm_packed<T>(b1 - b0, 0, 4 * DH, a.x + (t * B + b0) * d.I + hd * x_head_offset, d.I, in_panels[hd],
                        T(0), hg.data(), 4 * DH);
         gemm_packed<T>(b1 - b0, 0, 4 * DH, a.h_n + b0 * H + off, H, panels[hd], T(1), hg.data(), 4 * DH);
@@ -251,6 +253,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   const Items items(NH, B);
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
   if (nt > 1) note_split(SplitKind::XlstmItems);
+  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -259,7 +262,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
 #pragma omp for schedule(static)
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
-      for (index t = TT - 1; t >= 0; --t) {
+      for (index t = TT - 1; t >= 0 && !stop.requested(); stop.poll(t--)) {
         for (index b = b0; b < b1; ++b) {
           const index row = t * B + b, u0 = row * H + off;
           T* g = dg.data() + (b - b0) * 4 * DH;
@@ -280,6 +283,8 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
       }
     }
   }
+
+  if (stop.requested()) return;
 
   // Input, weight and bias gradients: one product over all T*B rows each.
   const index DI = d.in_cols();
