@@ -90,12 +90,11 @@ PackedWeights pack(const std::string& type, const std::string& cell_name, const 
   a.b_ih = in_ptr(b_ih);
   a.b_hh = in_ptr(b_hh);
   PackedWeights out{cell_name, nullptr};
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const QuantKernels k = active_quant_kernels();
     const bool dot = type == "int8" ? k.int8_dot : k.bf16_dot;
     out.layer.reset(k.pack(type == "int8" ? QuantType::Int8 : QuantType::Bf16, dot, active_isa(), d, a));
-  }
+  });
   return out;
 }
 
@@ -145,7 +144,9 @@ py::tuple forward(const py::array& x_obj, const py::object& h0_obj, const py::ob
   a.h_n = h_n.mutable_data();
   a.c_n = out_ptr(c_n);
   a.packed = p.layer.get();
-  run_native([&] { active_kernels().layer_forward_f32(d, a); });
+  run_native([&] {
+    active_kernels().layer_forward_f32(d, a);
+  });
   return py::make_tuple(y, h_n, c_n ? py::object(*c_n) : py::none());
 }
 
@@ -161,13 +162,12 @@ py::array_t<float> matmul(const std::string& type, const py::object& a_obj, cons
   auto a = checked<float>(a_obj, "a", {M, K});
   const QuantWeight w = quant_weight(type, w_obj, s_obj, "w", "s", N, K);
   py::array_t<float> c({M, N});
-  {
-    py::gil_scoped_release release;
+  run_native([&] {
     const QuantKernels k = active_quant_kernels();
     const bool int8 = type == "int8";
     k.matmul(int8 ? QuantType::Int8 : QuantType::Bf16, int8 ? k.int8_dot : k.bf16_dot, M, N, K, a.data(),
              w.w.data(), w.scale ? w.scale->data() : nullptr, c.mutable_data());
-  }
+  });
   return c;
 }
 
