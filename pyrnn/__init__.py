@@ -1,5 +1,8 @@
 """pyrnn: RNN, LSTM and GRU layers and cells on C++ SIMD + OpenMP kernels, with a NumPy API
 shaped like PyTorch's (same arguments, shapes, parameter names and results)."""
+from ._threads import prepare_openmp
+
+prepare_openmp()  # before _core loads OpenMP, which reads its settings then
 try:
     from . import _core  # noqa: F401  (no pure-Python fallback: a missing build must fail here)
 except ImportError as e:
