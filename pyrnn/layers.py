@@ -21,8 +21,9 @@ class _RecurrentLayer(ParameterModule):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
-                 dtype: Any, seed: int | None) -> None:
+                 dtype: Any, seed: int | None, peepholes: bool = False) -> None:
         self.cell = cell
+        self.peepholes = bool(peepholes)
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = _checks.positive_int(num_layers, "num_layers")
@@ -40,7 +41,7 @@ class _RecurrentLayer(ParameterModule):
         self._create_parameters(self._parameter_shapes(), self.hidden_size, self._rng)
         # Parameter names of each (layer, direction) in the kernels' argument order ("" where
         # the layer has no such parameter), so hot paths look them up without formatting.
-        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole")
         self._names = [tuple(n if n in self._params else "" for n in
                              (kind + self._suffix(layer, direction) for kind in kinds))
                        for layer in range(self.num_layers) for direction in range(self.num_directions)]
@@ -66,10 +67,12 @@ class _RecurrentLayer(ParameterModule):
                     shapes["bias_hh" + s] = (gh,)
                 if self.proj_size:
                     shapes["weight_hr" + s] = (self.proj_size, self.hidden_size)
+                if self.peepholes:
+                    shapes["weight_peephole" + s] = (3 * self.hidden_size,)
         return shapes
 
     def _arrays(self, store: dict[str, np.ndarray], layer: int, direction: int):
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction from params or grads."""
+        """(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep) of one layer and direction from params or grads."""
         return tuple(store.get(name) for name in self._names[layer * self.num_directions + direction])
 
     def _layer0_arrays(self):
@@ -120,8 +123,8 @@ class _RecurrentLayer(ParameterModule):
                 arrays = self._arrays(self._params, layer, direction)
 
                 def run(packed, x=layer_input, k=k, arrays=arrays, reverse=direction == 1):
-                    return ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays,
-                                             lengths, reverse, training, packed)
+                    return ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays[:5],
+                                             lengths, reverse, training, packed, w_peep=arrays[5])
                 # Training packs per call (the weights change every step); eval reuses a packing.
                 y, h, c, cache = run(None) if training else self._run_packed(k, self.cell, lambda: arrays, run)
                 outputs.append(y)
@@ -240,10 +243,11 @@ class _RecurrentLayer(ParameterModule):
                 dy_k = d_output
                 if d_output is not None and D == 2:
                     dy_k = np.ascontiguousarray(d_output[:, :, direction * P:(direction + 1) * P])
-                w_ih, w_hh, _, _, w_hr = self._arrays(self._params, layer, direction)
+                w_ih, w_hh, _, _, w_hr, w_peep = self._arrays(self._params, layer, direction)
+                *grads, dw_peep = self._arrays(self._grads, layer, direction)
                 dx, dh, dc = ops.layer_backward(
                     self.cell, tape.caches[k], dy_k, dh_n[k], None if dc_n is None else dc_n[k],
-                    w_ih, w_hh, w_hr, *self._arrays(self._grads, layer, direction))
+                    w_ih, w_hh, w_hr, *grads, w_peep=w_peep, dw_peep=dw_peep)
                 dh0[k] = dh
                 if dc0 is not None:
                     dc0[k] = dc
@@ -287,6 +291,8 @@ class _RecurrentLayer(ParameterModule):
                 parts.append(f"{name}={getattr(self, name)}")
         if self.proj_size:
             parts.append(f"proj_size={self.proj_size}")
+        if self.peepholes:
+            parts.append("peepholes=True")
         parts.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
@@ -362,15 +368,19 @@ class RNN(_SingleStateLayer):
 class LSTM(_RecurrentLayer):
     """Long short-term memory, gates (i, f, g, o) as PyTorch, optional projection ``proj_size``.
 
+    ``peepholes=True`` adds ``weight_peephole_l{k}`` ``(3*H,)``: the connections p_i, p_f, p_o of
+    the cell state to the gates (ONNX's ``P``): i and f see c_{t-1}, o sees c_t.
+
     ``y, (h_n, c_n) = lstm(x, (h0, c0), lengths=None)``;
     ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None) -> None:
+                 proj_size: int = 0, peepholes: bool = False, dtype: Any = np.float32,
+                 seed: int | None = None) -> None:
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype, seed)
+                         bidirectional, proj_size, dtype, seed, peepholes)
 
     def __call__(self, x: Any, hx: Any = None, lengths: Any = None):
         h0, c0 = _checks.pair(hx, "hx", ("h0", "c0"))

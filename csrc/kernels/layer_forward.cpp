@@ -121,7 +121,10 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
     switch (d.cell) {
       case Cell::RnnTanh:
       case Cell::RnnRelu: each_block([&](index u0, index n, T* z) { rnn_row(c, s, b, u0, n, z); }); break;
-      case Cell::Lstm: each_block([&](index u0, index n, T* z) { lstm_row(c, s, b, u0, n, z); }); break;
+      case Cell::Lstm:
+        if (c.peep) each_block([&](index u0, index n, T* z) { lstm_row<true>(c, s, b, u0, n, z); });
+        else each_block([&](index u0, index n, T* z) { lstm_row<false>(c, s, b, u0, n, z); });
+        break;
       case Cell::Gru: each_block([&](index u0, index n, T* z) { gru_row(c, s, b, u0, n, z); }); break;
       case Cell::GruResetBefore:
         each_block([&](index u0, index n, T* z) { gru_rb_gates_row(c, s, b, u0, n, z); });
@@ -188,6 +191,7 @@ void pack_weights(const LayerDims& d, const LayerForwardArgs<T>& a, bool for_ste
     pack_gate_blocked(a.w_hh, G, blocks, P, out.w_rec);
   }
   if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, out.w_proj);
+  if (d.has_peep) out.peep.assign(a.w_peep, a.w_peep + 3 * H);
   if (for_steps) {
     pack_gate_blocked(a.w_ih, G, blocks, d.I, out.w_in);
     fold_bias(d, a, out.bias);
@@ -249,6 +253,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
     fold_bias(d, a, bias);
     c.bias = bias.data();
   }
+  c.peep = d.has_peep ? c.packed->peep.data() : nullptr;
   if (!project_in_team) gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
@@ -342,6 +347,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
   c.bias = packed.bias.data();
+  c.peep = d.has_peep ? packed.peep.data() : nullptr;
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, B, c.blocks.count);
