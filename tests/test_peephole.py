@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn import _core
+from pyrnn import _core, reference
 from pyrnn.testing import use_backend
 
 from _fd import check_input_grad, check_param_grads
@@ -244,3 +244,22 @@ def test_peephole_arguments_are_checked():
     with pytest.raises(ValueError, match="peepholes"):
         _core.layer_backward("lstm", cache, None, None, None, w_ih, w_hh, None, np.zeros_like(w_ih),
                              np.zeros_like(w_hh), np.zeros_like(b), np.zeros_like(b), None)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru", "gru_reset_before"])
+def test_inference_on_unpacked_weights_matches_reference(cell, isa):
+    """A direct inference call without packed weights projects every step's input into scratch
+    (the layers always pack in eval mode; importers and tools call the kernels directly)."""
+    rng = np.random.default_rng(0)
+    G = {"lstm": 4, "gru": 3, "gru_reset_before": 3}.get(cell, 1)
+    T, B, I, H = 7, 3, 5, 6
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih, w_hh = rng.standard_normal((G * H, I)).astype(np.float32), rng.standard_normal((G * H, H)).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    c0 = h0.copy() if cell == "lstm" else None
+    for reverse in (False, True):
+        args = (cell, x, h0, c0, w_ih, w_hh, None, None, None, None, reverse, False, None)
+        y, h_n, _, _ = _core.layer_forward(*args)
+        y_ref, h_ref, _, _ = reference.layer_forward(*args)
+        np.testing.assert_allclose(y, y_ref, **TOLERANCE[np.float32])
+        np.testing.assert_allclose(h_n, h_ref, **TOLERANCE[np.float32])

@@ -228,15 +228,18 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   // Every buffer is in place before the time loop: the calling thread's scratch, kept between
   // calls (a steady stream of calls touches no fresh memory), and the training workspace.
+  // Steps of input projection the scratch holds: a chunk when projected in team, every step
+  // for inference on unpacked weights, none in training (the workspace holds them).
+  const index xg_steps = project_in_team ? chunk_steps : (a.workspace ? 0 : TT);
   const index state_buffers = a.workspace ? 0 : 2 * B * P;
   T* const scratch = thread_scratch<T>(Scratch::TimeLoop,
-                                       chunk_steps * B * GH + B * GH + 2 * B * H + state_buffers);
-  T* xg = scratch;  // (chunk_steps, B, G*H) when projected in team
+                                       xg_steps * B * GH + B * GH + 2 * B * H + state_buffers);
+  T* xg = scratch;  // (xg_steps, B, G*H)
   if (a.workspace) {
     c.ws = carve_workspace(d, a.workspace);
     xg = c.ws.gates;
   }
-  c.hg = scratch + chunk_steps * B * GH;
+  c.hg = scratch + xg_steps * B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
   T* ping = c.scratch + B * H;

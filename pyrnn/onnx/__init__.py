@@ -15,9 +15,9 @@ from typing import Any
 
 from .._files import atomic_write_bytes
 from ._export import OPSET
+from ._import import OnnxImportError, OnnxModel, load
 
-__all__ = ["export", "OPSET"]
-
+__all__ = ["export", "load", "OnnxModel", "OnnxImportError", "OPSET"]
 
 
 def require_onnx(what: str) -> Any:
