@@ -27,7 +27,7 @@ class GraphBuilder:
         """An initializer holding ``value``; returns its name."""
         arr = np.asarray(value, dtype=dtype)
         name = self.name(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr.copy(order="C"), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: Any) -> Any:
