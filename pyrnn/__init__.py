@@ -18,6 +18,7 @@ from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
 from . import losses, models, nn, optim  # noqa: E402
 from .checkpoint import load, save
 from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
+from .torch_convert import from_torch, to_torch
 from .training import EarlyStopping, History, ModelCheckpoint, fit, plot_history
 
 __version__ = _version()
@@ -26,4 +27,4 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
            "set_num_threads", "get_num_threads", "show_config", "__version__",
            "nn", "losses", "optim", "models", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
-           "fit", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]
+           "from_torch", "to_torch", "fit", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]

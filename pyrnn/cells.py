@@ -134,6 +134,12 @@ class _Cell(ParameterModule):
         parts.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def to_torch(self) -> Any:
+        """The equivalent ``torch.nn`` cell with the same weights (see :mod:`pyrnn.torch_convert`)."""
+        from .torch_convert import to_torch
+
+        return to_torch(self)
+
     @classmethod
     def _from_torch_module(cls, module: Any, class_name: str, **kwargs: Any):
         import torch  # only ever imported by from_torch

@@ -296,6 +296,12 @@ class _RecurrentLayer(ParameterModule):
         parts.append(f"dtype={self.dtype.name}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def to_torch(self) -> Any:
+        """The equivalent ``torch.nn`` layer with the same weights (see :mod:`pyrnn.torch_convert`)."""
+        from .torch_convert import to_torch
+
+        return to_torch(self)
+
     @staticmethod
     def _torch_layer_kwargs(module: Any) -> dict[str, Any]:
         return dict(input_size=module.input_size, hidden_size=module.hidden_size,
