@@ -1,7 +1,5 @@
 // Picks the kernel table once at import: the widest instruction set this CPU supports,
 // unless the environment variable PYRNN_ISA names another.
-#include <omp.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -55,7 +53,6 @@ const KernelTable* choose_default() {
 }
 
 const KernelTable* g_active = nullptr;
-int g_threads = 0;
 index g_input_chunk_bytes = index(16) << 20;
 
 }  // namespace
@@ -74,16 +71,6 @@ void select_isa(const char* name) {
     throw std::invalid_argument(std::string("instruction set '") + name +
                                 "' is not available on this CPU/build");
   g_active = table_for(name);
-}
-
-int num_threads() {
-  if (g_threads <= 0) g_threads = omp_get_max_threads();
-  return g_threads;
-}
-
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
-  g_threads = n;
 }
 
 index input_chunk_bytes() { return g_input_chunk_bytes; }

@@ -15,16 +15,16 @@ from .config import get_num_threads, set_num_threads, show_config
 from .config import version as _version
 from .layers import GRU, LSTM, RNN
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
-from . import losses, models, nn, optim  # noqa: E402
+from . import distributed, losses, metrics, models, nn, optim  # noqa: E402
 from .checkpoint import load, save
 from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
 from .torch_convert import from_torch, to_torch
-from .training import EarlyStopping, History, ModelCheckpoint, fit, plot_history
+from .training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, make_streams, plot_history
 
 __version__ = _version()
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
            "set_num_threads", "get_num_threads", "show_config", "__version__",
-           "nn", "losses", "optim", "models", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
-           "from_torch", "to_torch", "fit", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]
+           "nn", "losses", "metrics", "optim", "models", "distributed", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
+           "from_torch", "to_torch", "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]

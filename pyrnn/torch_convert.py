@@ -14,7 +14,7 @@ import numpy as np
 
 from . import nn
 from .cells import GRUCell, LSTMCell, RNNCell, _Cell
-from .layers import GRU, LSTM, RNN, _RecurrentLayer
+from .layers import GRU, LSTM, RNN, _CoreLayer
 
 __all__ = ["to_torch", "from_torch"]
 
@@ -44,7 +44,7 @@ def _unsupported_by_torch(obj: Any) -> None:
                          "(torch's GRU applies the reset gate after the product)")
 
 
-def _layer_to_torch(torch: Any, layer: _RecurrentLayer) -> Any:
+def _layer_to_torch(torch: Any, layer: _CoreLayer) -> Any:
     _unsupported_by_torch(layer)
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
               dropout=layer.dropout, bidirectional=layer.bidirectional, dtype=_torch_dtype(torch, layer.dtype))
@@ -75,7 +75,7 @@ _ACTIVATIONS_TO_TORCH = {nn.Identity: "Identity", nn.Tanh: "Tanh", nn.Sigmoid: "
 def to_torch(obj: Any) -> Any:
     """The ``torch.nn`` module equivalent to ``obj`` (same weights, eval mode)."""
     torch = _torch()
-    if isinstance(obj, _RecurrentLayer):
+    if isinstance(obj, _CoreLayer):
         return _layer_to_torch(torch, obj)
     if isinstance(obj, _Cell):
         return _cell_to_torch(torch, obj)
@@ -102,7 +102,7 @@ def _module_dtype(module: Any) -> np.dtype:
     params = list(module.parameters())
     if not params:
         return np.dtype(np.float32)
-    return _RecurrentLayer._dtype_of_torch(module)
+    return _CoreLayer._dtype_of_torch(module)
 
 
 def from_torch(module: Any) -> Any:

@@ -221,6 +221,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const index pairs = B * NH;
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -272,6 +273,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
   const Layout L{H, NH, DH, R};
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;

@@ -58,12 +58,12 @@ def export(obj: Any, path: str | os.PathLike, *, lengths: bool = False,
     Each file is validated by ``onnx.checker`` and written atomically.
     """
     require_onnx("pyrnn.onnx.export")
-    from ..layers import _RecurrentLayer
+    from ..layers import _CoreLayer
     from ..models import EncoderDecoder, Seq2Seq, Seq2Vec
     from . import _export
 
     path = os.fspath(path)
-    if isinstance(obj, _RecurrentLayer):
+    if isinstance(obj, _CoreLayer):
         _write(_export.layer_graph(obj, lengths, initial_states), type(obj).__name__, path)
         return {"layer": path}
     if initial_states:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._reverse import run_reversed
 from ._gates import PYRNN_FROM_ONNX, reorder
 
 
@@ -132,7 +133,7 @@ class RecurrentNode:
             states = [None if s is None else np.ascontiguousarray(np.swapaxes(s, 0, 1)) for s in states]
         states = [None if s is None else np.asarray(s, layer.dtype) for s in states]
         if self.direction == "reverse":
-            y, h_n, c_n = self._run_reverse(layer, x, states, lengths)
+            y, h_n, c_n = run_reversed(layer, x, states, lengths)
         elif self.op == "LSTM":
             y, (h_n, c_n) = layer(x, tuple(states), lengths=lengths)
         else:
@@ -149,23 +150,6 @@ class RecurrentNode:
         if self.op == "LSTM":
             out.append(np.ascontiguousarray(c_n))
         return out
-
-    def _run_reverse(self, layer: Any, x: np.ndarray, states: list, lengths: Any):
-        """ONNX's direction="reverse": the layer's one direction, run from the last step back."""
-        from .. import _backend, _checks
-
-        xt, _ = _checks.sequence(x, layer.input_size, layer.batch_first, layer.dtype)
-        T, B, _ = xt.shape
-        is_lstm = self.op == "LSTM"
-        h0 = layer._initial_state(states[0], "initial_h", B, layer.hidden_size, True)
-        c0 = layer._initial_state(states[1], "initial_c", B, layer.hidden_size, True) if is_lstm else None
-        lengths = _checks.lengths(lengths, T, B, True)
-        arrays = layer._arrays(layer._params, 0, 0)
-        y, h_n, c_n, _ = _backend.ops().layer_forward(layer.cell, xt, h0[0], None if c0 is None else c0[0],
-                                                      *arrays[:5], lengths, True, False, None, w_peep=arrays[5])
-        if layer.batch_first:
-            y = y.transpose(1, 0, 2)
-        return y, h_n[None], (c_n[None] if is_lstm else None)
 
 
 # -- the other nodes, in NumPy ----------------------------------------------------------------------
