@@ -87,8 +87,7 @@ def outline(stub: str) -> dict[str, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    sys.path.insert(0, ROOT)
-    from pyrnn import _core
+    from pyrnn import _core       # the importable one: installed, or this tree via PYTHONPATH
 
     text = generate(_core)
     if "--write" in argv:

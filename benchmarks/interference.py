@@ -16,7 +16,10 @@ call right after a call of its own:
 Every library runs on the same thread count (default: all cores), NumPy's BLAS on its default.
 The two orders are timed in turns (alone, after neighbour, alone, ...), each sample preceded by
 its own untimed call or by the neighbour's; `ratio` is the median after the neighbour over the
-median alone (1.0: no interference).
+median alone (1.0: no interference). `neighbour_cpu_ms` is the CPU time the neighbour's threads
+ran during the victim's call (their idle spinning), and `bound` = 1 + that / (threads x alone):
+the ratio to expect if the victim lost exactly that CPU time and nothing else, which a
+descheduled thread waited for at a barrier, or the machine's other load, can only make worse.
 
     python benchmarks/interference.py                  # all cases, JSON into benchmarks/results/
     python benchmarks/interference.py --cases pyrnn-after-numpy --reps 31 --threads 2
@@ -91,26 +94,58 @@ def make_call(lib: str, args: argparse.Namespace):
     raise ValueError(lib)
 
 
+def _threads_now() -> set[str]:
+    """This process's threads other than the main one."""
+    return set(os.listdir("/proc/self/task")) - {str(os.getpid())}
+
+
+def _cpu_seconds(tids: set[str]) -> float:
+    """CPU time the threads `tids` have run, in seconds (exited ones count 0)."""
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
+
+
 def run_case(case: str, args: argparse.Namespace) -> dict:
     victim, neighbour = case.split("-after-")
-    victim_call, neighbour_call = make_call(victim, args), make_call(neighbour, args)
-    for _ in range(3):  # warm-up: packing, allocations, both pools started
+    # The worker threads of each library, told apart by when they appeared (NumPy's OpenBLAS
+    # starts its own when NumPy is imported, before anything else here).
+    before = _threads_now()
+    victim_call = make_call(victim, args)
+    for _ in range(3):  # warm-up: packing, allocations, the pool started
+        victim_call()
+    victims = _threads_now()
+    neighbour_call = make_call(neighbour, args)
+    for _ in range(3):
         neighbour_call()
         victim_call()
-    alone, after = [], []
+    neighbours = _threads_now() - victims
+    if neighbour == "numpy":
+        neighbours |= before
+    alone, after, spin = [], [], []
 
-    def timed() -> float:
-        t0 = time.perf_counter()
+    def timed() -> tuple[float, float]:
+        """Seconds of one victim call, and the neighbour's CPU seconds meanwhile."""
+        cpu0, t0 = _cpu_seconds(neighbours), time.perf_counter()
         victim_call()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _cpu_seconds(neighbours) - cpu0
     for _ in range(args.reps):
         victim_call()
-        alone.append(timed())
+        alone.append(timed()[0])
         neighbour_call()
-        after.append(timed())
-    med_alone, med_after = statistics.median(alone), statistics.median(after)
+        seconds, neighbour_cpu = timed()
+        after.append(seconds)
+        spin.append(neighbour_cpu)
+    med_alone, med_after, med_spin = statistics.median(alone), statistics.median(after), statistics.median(spin)
     return {"case": case, "victim": victim, "neighbour": neighbour, "threads": args.threads,
             "alone_ms": 1e3 * med_alone, "after_ms": 1e3 * med_after, "ratio": med_after / med_alone,
+            "neighbour_cpu_ms": 1e3 * med_spin,
+            "bound": 1 + med_spin / (args.threads * med_alone),
             "reps": args.reps}
 
 
@@ -128,7 +163,7 @@ def main(argv=None) -> None:
     passthrough = ["--threads", str(args.threads), "--shape", args.shape, "--matmul", str(args.matmul),
                    "--reps", str(args.reps)]
     results = []
-    print(f"{'case':<20} {'alone ms':>9} {'after ms':>9} {'ratio':>6}")
+    print(f"{'case':<20} {'alone ms':>9} {'after ms':>9} {'ratio':>6} {'nbr cpu ms':>10} {'bound':>6}")
     for case in cases:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case] + passthrough
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,7 +172,8 @@ def main(argv=None) -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"{case:<20} {r['alone_ms']:9.2f} {r['after_ms']:9.2f} {r['ratio']:6.2f}", flush=True)
+        print(f"{case:<20} {r['alone_ms']:9.2f} {r['after_ms']:9.2f} {r['ratio']:6.2f} "
+              f"{r['neighbour_cpu_ms']:10.2f} {r['bound']:6.2f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "interference.json"

@@ -143,6 +143,47 @@ def test_nan_and_inf_propagate_only_where_they_flow():
     np.testing.assert_allclose(y, y_ref, rtol=1e-10, equal_nan=True)
 
 
+NON_FINITE_LAYERS = {
+    "LSTM": lambda: pyrnn.LSTM(I, H, num_layers=2, dtype=np.float64, seed=0),
+    "LSTM proj": lambda: pyrnn.LSTM(I, H, proj_size=2, dtype=np.float64, seed=0),
+    "GRU reset before": lambda: pyrnn.GRU(I, H, reset_after=False, dtype=np.float64, seed=0),
+    "GRU": lambda: pyrnn.GRU(I, H, bidirectional=True, dtype=np.float64, seed=0),
+    "RNN relu": lambda: pyrnn.RNN(I, H, nonlinearity="relu", dtype=np.float64, seed=0),
+    "SLSTM": lambda: pyrnn.SLSTM(I, H, num_heads=2, dtype=np.float64, seed=0),
+    "SLSTM exp": lambda: pyrnn.SLSTM(I, H, num_heads=2, forget_gate="exp", dtype=np.float64, seed=0),
+    "MLSTM": lambda: pyrnn.MLSTM(I, H, num_heads=2, dtype=np.float64, seed=0),
+    "MLSTM no output gate": lambda: pyrnn.MLSTM(I, H, num_heads=3, output_gate=False, dtype=np.float64, seed=0),
+}
+
+
+def _flat_arrays(obj):
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, dict):
+        return [a for k in sorted(obj) for a in _flat_arrays(obj[k])]
+    return [a for part in obj for a in _flat_arrays(part)] if isinstance(obj, (tuple, list)) else []
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", list(NON_FINITE_LAYERS))
+def test_native_and_reference_agree_on_non_finite_input(name, mode, value, isa):
+    """NaN and Inf flow through the native kernels as through the NumPy reference (IEEE rules),
+    outputs, final states (the xLSTM stabiliser m included) and gradients."""
+    from pyrnn.testing import use_backend
+    x = x_seq(np.float64)
+    x[2, 1, 0] = value
+    results = {}
+    for backend in ["native", "reference"]:
+        layer = getattr(NON_FINITE_LAYERS[name](), mode)()
+        with use_backend(backend), np.errstate(invalid="ignore", over="ignore"):
+            out = layer(x, lengths=[5, 4, 2])
+            grads = (layer.backward(np.ones_like(out[0])), layer.grads) if mode == "train" else ()
+        results[backend] = _flat_arrays((out, grads))
+    for a, b in zip(*results.values(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_nan_in_padding_does_not_leak_into_outputs_or_gradients(cell):
     layers = dict(lstm=pyrnn.LSTM, gru=pyrnn.GRU, rnn_tanh=pyrnn.RNN)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _checks
 from ..layers import GRU, LSTM, RNN
-from ..xlstm import MLSTM, SLSTM
+from ..xlstm import MLSTM, SLSTM, xLSTMBlockStack
 from ..nn.module import Module
 
 # Recurrent layers by name. Any layer with the core layers' contract can be registered here:
@@ -38,7 +38,7 @@ def _xlstm_layer(cls: Any, kind: str):
 
 
 RECURRENT.update(slstm=_xlstm_layer(SLSTM, "slstm"), mlstm=_xlstm_layer(MLSTM, "mlstm"))
-_LAYER_CLASSES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, SLSTM, MLSTM)}
+_LAYER_CLASSES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, SLSTM, MLSTM, xLSTMBlockStack)}
 
 
 def cell_config(cell: Any) -> Any:
@@ -47,6 +47,10 @@ def cell_config(cell: Any) -> Any:
     if isinstance(cell, (str, dict)):
         return cell
     cls = type(cell).__name__
+    if isinstance(cell, xLSTMBlockStack):
+        E = cell.embedding_dim
+        return {"class": cls, "embedding_dim": E, "blocks": "".join(cell.block_types), "num_heads": cell.num_heads,
+                "proj_factor": cell.proj_size / E, "ffn_factor": cell.ffn_size / E, "batch_first": cell.batch_first}
     if cls not in _LAYER_CLASSES:
         raise TypeError(f"cell must be a name ({', '.join(RECURRENT)}) or a layer instance "
                         f"({', '.join(_LAYER_CLASSES)}), got {cls}")
@@ -80,8 +84,9 @@ def make_recurrent(cell: Any, input_size: int, hidden_size: int, num_layers: int
     if not getattr(cell, "batch_first", False):
         raise ValueError(f"cell: the models feed (B, T, features) batches; build the layer with batch_first=True "
                          f"({type(cell).__name__}(..., batch_first=True))")
-    if cell.input_size != input_size:
-        raise ValueError(f"cell: the layer reads {cell.input_size} features but the model feeds it {input_size}")
+    reads = cell.embedding_dim if is_stack(cell) else cell.input_size
+    if reads != input_size:
+        raise ValueError(f"cell: the layer reads {reads} features but the model feeds it {input_size}")
     if bidirectional and num_directions(cell) == 1:
         raise ValueError("bidirectional=True but the given layer is unidirectional")
     if np.dtype(cell.dtype) != np.dtype(dtype):
@@ -95,7 +100,14 @@ def num_directions(layer: Any) -> int:
 
 def output_size(layer: Any) -> int:
     """The width of one direction's output."""
+    if is_stack(layer):
+        return layer.embedding_dim
     return int(getattr(layer, "output_size", None) or layer.hidden_size)
+
+
+def is_stack(layer: Any) -> bool:
+    """An xLSTM block stack: a sequence encoder without a state the models can carry or step."""
+    return isinstance(layer, xLSTMBlockStack)
 
 
 def is_xlstm(layer: Any) -> bool:
@@ -110,12 +122,14 @@ def has_cell_state(layer: Any) -> bool:
 def has_hidden_state(layer: Any) -> bool:
     """Whether the first part of the layer's state is the hidden state h (all but mLSTM, whose
     state is a matrix memory)."""
-    return not isinstance(layer, MLSTM)
+    return not isinstance(layer, (MLSTM, xLSTMBlockStack))
 
 
 def zero_state(layer: Any, batch_size: int) -> tuple:
     """The all-zeros state of ``layer`` for a batch, as a tuple like :func:`run_recurrent`'s."""
     dtype = layer.dtype
+    if is_stack(layer):
+        return ()
     if is_xlstm(layer):
         return tuple(np.zeros((layer.num_layers, batch_size) + shape, dtype) for shape in _xlstm_state_shapes(layer))
     stack = layer.num_layers * num_directions(layer)
@@ -142,7 +156,12 @@ def state_from_hidden(layer: Any, h0: np.ndarray, c0: np.ndarray | None = None) 
 
 
 def run_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any):
-    """``y, state`` with the state always a tuple: ``(h,)``, ``(h, c)`` or the xLSTM states."""
+    """``y, state`` with the state always a tuple: ``(h,)``, ``(h, c)``, the xLSTM states, or
+    ``()`` for a block stack."""
+    if is_stack(layer):
+        if state:
+            raise ValueError("an xLSTMBlockStack starts every sequence from zeros: it takes no state")
+        return layer(x, lengths=lengths), ()
     if is_xlstm(layer) or has_cell_state(layer):
         y, st = layer(x, None if state is None else tuple(state), lengths=lengths)
         return y, tuple(st)
@@ -152,6 +171,8 @@ def run_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any):
 
 def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None):
     """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state."""
+    if is_stack(layer):
+        return layer.backward(dy), ()
     if is_xlstm(layer) or has_cell_state(layer):
         dx, d0 = layer.backward(dy, None if dstate is None else tuple(dstate))
         return dx, tuple(d0)
@@ -162,6 +183,9 @@ def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None):
 def step_recurrent(layer: Any, x_t: np.ndarray, state: tuple | None):
     """One time step of every layer (no cache): ``y_t`` (B, output) and the new state tuple. The
     core layers use their streaming ``step`` kernel; the xLSTM layers a one-step sequence call."""
+    if is_stack(layer):
+        raise ValueError("an xLSTMBlockStack reads whole sequences (it keeps no streaming state): call the "
+                         "model on the sequence; for streaming, use cell='slstm' or 'mlstm'")
     if state is None:
         state = zero_state(layer, x_t.shape[0])
     if is_xlstm(layer):

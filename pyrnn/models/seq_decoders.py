@@ -121,6 +121,8 @@ class Vec2Seq(_TokenDecoder):
                                       dropout if L > 1 else 0.0, dtype, child_seed(seed, 2))
         self.hidden_size = H = output_size(self.decoder)      # a layer instance brings its own sizes
         self.num_layers = L = self.decoder.num_layers
+        if not isinstance(cell, str):
+            self.config.update(hidden_size=self.decoder.hidden_size, num_layers=L)
         if self.condition in ("init", "both") and not has_hidden_state(self.decoder):
             raise ValueError(f"condition={condition!r} sets the decoder's initial hidden state, which an mLSTM "
                              "(a matrix memory) does not have: use condition='input'")

@@ -10,8 +10,8 @@ import numpy as np
 from .. import _checks
 from ..nn import Dropout, Embedding, Linear
 from ..nn.layers import torch_free
-from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, make_recurrent, num_directions,
-                    output_size, pad_sequences, run_recurrent, sequence_mask, step_recurrent)
+from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, is_stack, make_recurrent,
+                    num_directions, output_size, pad_sequences, run_recurrent, sequence_mask, step_recurrent)
 from .decoding import sample_next
 
 
@@ -35,6 +35,10 @@ class _Recurrent(Model):
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.rnn = make_recurrent(cell, self.input_size, hidden_size, num_layers, bidirectional,
                                   dropout if num_layers > 1 else 0.0, dtype, child_seed(seed, 2))
+        if not isinstance(cell, str):   # a layer instance: its sizes win, and the config says so
+            self.config.update(hidden_size=getattr(self.rnn, "hidden_size", output_size(self.rnn)),
+                               num_layers=getattr(self.rnn, "num_layers", 1),
+                               bidirectional=num_directions(self.rnn) == 2)
         self.drop = Dropout(dropout, dtype=dtype, seed=child_seed(seed, 3))
         self.features = num_directions(self.rnn) * output_size(self.rnn)
         self.final_state: tuple | None = None
@@ -291,7 +295,7 @@ class Seq2Seq(_Recurrent):
 
     @property
     def supports_stateful(self) -> bool:
-        return num_directions(self.rnn) == 1
+        return num_directions(self.rnn) == 1 and not is_stack(self.rnn)
 
     def __call__(self, x: Any, lengths: Any = None, state: Any = None) -> np.ndarray:
         x, lengths, _ = self._prepare(x, lengths)
