@@ -179,8 +179,7 @@ class KerasModel:
             fwd_cfg = dict(inner["config"], __class__=kind)
             return ("recurrent", name, _Recurrent(name, kind, fwd_cfg, fwd_w, (dict(back_cfg, __class__=kind), back_w),
                                                   mode), None)
-        raise KerasImportError(f"{where}: layer type {cls_name} is not supported (LSTM, GRU, SimpleRNN, "
-                               "Bidirectional, Embedding, Dense, InputLayer)")
+        raise _unsupported(self.source, name, cls_name)
 
     def __call__(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
@@ -200,6 +199,11 @@ class KerasModel:
 
     def __repr__(self) -> str:
         return f"KerasModel({self.source!r}, layers={[n for n, _ in self.layers]})"
+
+
+def _unsupported(where: str, name: str, cls_name: str) -> KerasImportError:
+    return KerasImportError(f"{where}: layer {name!r} ({cls_name}): layer type {cls_name} is not supported (LSTM, "
+                            "GRU, SimpleRNN, Bidirectional, Embedding, Dense, InputLayer)")
 
 
 def _lengths_from_mask(mask: np.ndarray, name: str) -> np.ndarray:
@@ -246,6 +250,11 @@ def _layer_weights(cls_name: str, group: Any) -> Any:
     return _vars(group)
 
 
+# The weights file's group name of each supported layer class (Keras's snake case of the class).
+_H5_NAMES = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn", "Bidirectional": "bidirectional",
+             "Embedding": "embedding", "Dense": "dense"}
+
+
 def _sequential_layers(config: dict, where: str) -> list[dict]:
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         got = config.get("class_name") if isinstance(config, dict) else type(config).__name__
@@ -259,15 +268,24 @@ def _sequential_layers(config: dict, where: str) -> list[dict]:
 def _specs_from_h5(config: dict, h5file: Any, where: str) -> list:
     specs = []
     groups = h5file["layers"] if "layers" in h5file else {}
+    seen: dict[str, int] = {}
     for layer in _sequential_layers(config, where):
         cls_name, cfg = layer.get("class_name"), layer.get("config", {})
         name = cfg.get("name", cls_name)
         if cls_name == "InputLayer":
             specs.append((cls_name, name, cfg, []))
             continue
-        if name not in groups:
-            raise KerasImportError(f"{where}: no weights for layer {name!r} ({cls_name}) in the file")
-        specs.append((cls_name, name, cfg, _layer_weights(cls_name, groups[name])))
+        # Keras stores a Sequential's layers by class, numbered in model order: lstm, lstm_1, ...
+        if cls_name not in _H5_NAMES:
+            raise _unsupported(where, name, cls_name)
+        base = _H5_NAMES[cls_name]
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        group = base if count == 0 else f"{base}_{count}"
+        if group not in groups:
+            raise KerasImportError(f"{where}: no weights for layer {name!r} ({cls_name}) in the file "
+                                   f"(looked for layers/{group})")
+        specs.append((cls_name, name, cfg, _layer_weights(cls_name, groups[group])))
     return specs
 
 
