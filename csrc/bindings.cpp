@@ -62,6 +62,14 @@ LayerDims layer_dims(Cell cell, pyrnn::index T, pyrnn::index B, pyrnn::index I, 
   return d;
 }
 
+// The peephole weights (3*H) of an LSTM, or none: sets d.has_peep.
+template <typename T>
+std::optional<py::array_t<T>> checked_peepholes(const py::object& w_peep_obj, LayerDims& d) {
+  d.has_peep = !w_peep_obj.is_none();
+  if (d.has_peep && d.cell != Cell::Lstm) throw py::value_error("w_peep (peepholes) is LSTM only");
+  return optional_checked<T>(w_peep_obj, "w_peep", {3 * d.H});
+}
+
 // What a training-mode forward leaves for its backward. Opaque to Python.
 struct LayerCache {
   LayerDims dims;
@@ -85,22 +93,25 @@ void check_packing_isa(const PackedLayer& p) {
 
 template <typename T>
 PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj, const py::object& w_hh_obj,
-                        const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
+                        const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj,
+                        const py::object& w_peep_obj) {
   const Cell cell = parse_cell(cell_name);
   if (w_ih_obj.ndim() != 2) throw py::value_error("w_ih: expected shape (G*H, I), got " + shape_of(w_ih_obj));
-  const LayerDims d = layer_dims(cell, 1, 1, w_ih_obj.shape(1), w_hh_obj, b_ih_obj, b_hh_obj, w_hr_obj);
+  LayerDims d = layer_dims(cell, 1, 1, w_ih_obj.shape(1), w_hh_obj, b_ih_obj, b_hh_obj, w_hr_obj);
   const pyrnn::index G = gate_count(cell);
   auto w_ih = checked<T>(w_ih_obj, "w_ih", {G * d.H, d.I});
   auto w_hh = checked<T>(w_hh_obj, "w_hh", {G * d.H, d.P});
   auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
   auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
   auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  auto w_peep = checked_peepholes<T>(w_peep_obj, d);
   LayerForwardArgs<T> a{};
   a.w_ih = w_ih.data();
   a.w_hh = w_hh.data();
   a.b_ih = in_ptr(b_ih);
   a.b_hh = in_ptr(b_hh);
   a.w_hr = in_ptr(w_hr);
+  a.w_peep = in_ptr(w_peep);
   PackedWeights out{cell_name, nullptr};
   run_native([&] {
     const auto& kt = active_kernels();
@@ -111,9 +122,10 @@ PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj,
 }
 
 PackedWeights pack_layer(const std::string& cell, const py::array& w_ih, const py::object& w_hh,
-                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
-  if (is_float32(w_ih, "w_ih")) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
-  return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
+                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
+                         const py::object& w_peep) {
+  if (is_float32(w_ih, "w_ih")) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr, w_peep);
+  return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr, w_peep);
 }
 
 // The PackedLayer inside `packed` (None: null) after checking it was made for this call's
@@ -128,7 +140,7 @@ const PackedLayer* checked_packed(const py::object& packed, const std::string& c
   check_packing_isa(p);
   const LayerDims& q = p.dims;
   if (pw.cell_name != cell_name || p.f64 != std::is_same_v<T, double> || q.I != d.I || q.H != d.H ||
-      q.P != d.P || q.has_bias != d.has_bias || q.has_proj != d.has_proj)
+      q.P != d.P || q.has_bias != d.has_bias || q.has_proj != d.has_proj || q.has_peep != d.has_peep)
     throw py::value_error("packed weights were made for a different layer (cell, dtype or shape) than this call's");
   return &p;
 }
@@ -138,7 +150,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
                        const py::object& c0_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
                        const py::object& b_ih_obj, const py::object& b_hh_obj,
                        const py::object& w_hr_obj, const py::object& lengths_obj, bool reverse,
-                       bool training, const py::object& packed) {
+                       bool training, const py::object& packed, const py::object& w_peep_obj) {
   const Cell cell = parse_cell(cell_name);
   if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got " + shape_of(x_obj));
   LayerDims d = layer_dims(cell, x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_hh_obj, b_ih_obj,
@@ -153,6 +165,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   auto b_ih = optional_checked<T>(b_ih_obj, "b_ih", {G * d.H});
   auto b_hh = optional_checked<T>(b_hh_obj, "b_hh", {G * d.H});
   auto w_hr = optional_checked<T>(w_hr_obj, "w_hr", {d.P, d.H});
+  auto w_peep = checked_peepholes<T>(w_peep_obj, d);
   std::optional<py::array_t<T>> c0;
   if (cell == Cell::Lstm) {
     if (c0_obj.is_none()) throw py::value_error("c0 is required for the LSTM");
@@ -184,6 +197,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   a.h_n = h_n.mutable_data();
   a.c_n = out_ptr(c_n);
   a.workspace = out_ptr(workspace);
+  a.w_peep = in_ptr(w_peep);
   a.packed = checked_packed<T>(packed, cell_name, d);
   run_native([&] {
     if constexpr (std::is_same_v<T, float>) kt.layer_forward_f32(d, a);
@@ -201,10 +215,11 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
 py::tuple layer_forward(const std::string& cell, const py::array& x, const py::object& h0,
                         const py::object& c0, const py::object& w_ih, const py::object& w_hh,
                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
-                        const py::object& lengths, bool reverse, bool training, const py::object& packed) {
+                        const py::object& lengths, bool reverse, bool training, const py::object& packed,
+                        const py::object& w_peep) {
   if (is_float32(x, "x"))
-    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
+    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed, w_peep);
+  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed, w_peep);
 }
 
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
@@ -310,7 +325,8 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
                         const py::object& w_ih_obj, const py::object& w_hh_obj,
                         const py::object& w_hr_obj, const py::object& dw_ih_obj,
                         const py::object& dw_hh_obj, const py::object& db_ih_obj,
-                        const py::object& db_hh_obj, const py::object& dw_hr_obj) {
+                        const py::object& db_hh_obj, const py::object& dw_hr_obj,
+                        const py::object& w_peep_obj, const py::object& dw_peep_obj) {
   const LayerDims& d = cache.dims;
   if (cell_name != cache.cell_name)
     throw py::value_error("cache was made by a '" + cache.cell_name + "' forward, not '" + cell_name + "'");
@@ -335,6 +351,10 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   if (d.has_bias != (db_ih && db_hh)) throw py::value_error("db_ih and db_hh must be given exactly when the layer has biases");
   auto dw_hr = grad_checked<T>(dw_hr_obj, "dw_hr", {d.P, d.H});
   if (d.has_proj != dw_hr.has_value()) throw py::value_error("dw_hr must be given exactly when the layer has a projection");
+  if (d.has_peep == w_peep_obj.is_none()) throw py::value_error("w_peep must be given exactly when the forward had peepholes");
+  auto w_peep = optional_checked<T>(w_peep_obj, "w_peep", {3 * d.H});
+  auto dw_peep = grad_checked<T>(dw_peep_obj, "dw_peep", {3 * d.H});
+  if (d.has_peep != dw_peep.has_value()) throw py::value_error("dw_peep must be given exactly when the layer has peepholes");
   std::optional<py::array_t<std::int64_t>> lengths;
   if (!cache.lengths.is_none()) lengths = checked<std::int64_t>(cache.lengths, "cache.lengths", {d.B});
 
@@ -361,6 +381,8 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   a.db_ih = out_ptr(db_ih);
   a.db_hh = out_ptr(db_hh);
   a.dw_hr = out_ptr(dw_hr);
+  a.w_peep = in_ptr(w_peep);
+  a.dw_peep = out_ptr(dw_peep);
   run_native([&] {
     const auto& kt = active_kernels();
     if constexpr (std::is_same_v<T, float>) kt.layer_backward_f32(d, a);
@@ -373,13 +395,15 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
                          const py::object& dh_n, const py::object& dc_n, const py::object& w_ih,
                          const py::object& w_hh, const py::object& w_hr, const py::object& dw_ih,
                          const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
-                         const py::object& dw_hr) {
+                         const py::object& dw_hr, const py::object& w_peep, const py::object& dw_peep) {
   if (!py::isinstance<LayerCache>(cache_obj))
     throw py::type_error("cache must be the LayerCache returned by a training-mode layer_forward");
   const auto& cache = cache_obj.cast<const LayerCache&>();
   if (is_float32(cache.x, "cache.x"))
-    return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
-  return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
+    return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
+                                w_peep, dw_peep);
+  return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
+                               w_peep, dw_peep);
 }
 
 py::list available_isas() {
@@ -403,12 +427,13 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("isa", [](const PackedWeights& p) { return std::string(p.layer->isa); });
 
   m.def("pack_layer", &pack_layer, py::arg("cell"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"),
-        py::arg("b_hh"), py::arg("w_hr"),
+        py::arg("b_hh"), py::arg("w_hr"), py::arg("w_peep") = py::none(),
         "The weights of one layer and direction packed once for the active kernels (a copy: "
         "later changes to the arrays do not reach it), for layer_forward and layer_step.");
   m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
         py::arg("lengths"), py::arg("reverse"), py::arg("training"), py::arg("packed"),
+        py::arg("w_peep") = py::none(),
         "One layer, one direction, whole sequence; packed: pack_layer of the same weights or None. "
         "Returns (y, h_n, c_n or None, cache or None).");
   m.def("layer_step", &layer_step, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("packed"),
@@ -423,6 +448,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),
+        py::arg("w_peep") = py::none(), py::arg("dw_peep") = py::none(),
         "BPTT through the forward that made `cache`; accumulates weight gradients in place. "
         "Returns (dx, dh0, dc0 or None).");
 

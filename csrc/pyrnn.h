@@ -42,6 +42,7 @@ struct LayerDims {
   bool reverse;     // process t = T-1 .. 0 (with lengths: each sequence from its own last step)
   bool has_bias;
   bool has_proj;    // LSTM with proj_size > 0 (then P < H)
+  bool has_peep = false;  // LSTM with peephole connections (w_peep)
 };
 
 // The weights of one layer and direction packed once into the panel layout of one instruction
@@ -71,6 +72,9 @@ struct LayerForwardArgs {
   T* c_n;                    // (B, H)            LSTM only, else null
   T* workspace;              // training_workspace_size(dims) elements, or null (inference)
   const PackedLayer* packed; // the weights above packed by this ISA's pack_layer, or null
+  // (3*H) peephole weights p_i, p_f, p_o (ONNX's P): i and f add p * c_{t-1} to their
+  // pre-activation, o adds p_o * c_t. Null when !has_peep.
+  const T* w_peep = nullptr;
 };
 
 // Backpropagation through time of one layer and direction, through the forward call that
@@ -94,6 +98,8 @@ struct LayerBackwardArgs {
   T* db_ih;                  // (G*H)             +=, null when !has_bias
   T* db_hh;                  // (G*H)             +=, null when !has_bias
   T* dw_hr;                  // (P, H)            +=, null when !has_proj
+  const T* w_peep = nullptr; // (3*H)             null when !has_peep
+  T* dw_peep = nullptr;      // (3*H)             +=, null when !has_peep
 };
 
 // xLSTM (csrc/xlstm_api.h)

@@ -66,11 +66,11 @@ def fork_limited() -> bool:
 
 def get_num_threads() -> int: ...
 
-def layer_backward(cell: str, cache: object, dy: object, dh_n: object, dc_n: object, w_ih: object, w_hh: object, w_hr: object, dw_ih: object, dw_hh: object, db_ih: object, db_hh: object, dw_hr: object) -> tuple:
+def layer_backward(cell: str, cache: object, dy: object, dh_n: object, dc_n: object, w_ih: object, w_hh: object, w_hr: object, dw_ih: object, dw_hh: object, db_ih: object, db_hh: object, dw_hr: object, w_peep: object = ..., dw_peep: object = ...) -> tuple:
     """BPTT through the forward that made `cache`; accumulates weight gradients in place. Returns
     (dx, dh0, dc0 or None)."""
 
-def layer_forward(cell: str, x: numpy.ndarray, h0: object, c0: object, w_ih: object, w_hh: object, b_ih: object, b_hh: object, w_hr: object, lengths: object, reverse: bool, training: bool, packed: object) -> tuple:
+def layer_forward(cell: str, x: numpy.ndarray, h0: object, c0: object, w_ih: object, w_hh: object, b_ih: object, b_hh: object, w_hr: object, lengths: object, reverse: bool, training: bool, packed: object, w_peep: object = ...) -> tuple:
     """One layer, one direction, whole sequence; packed: pack_layer of the same weights or None.
     Returns (y, h_n, c_n or None, cache or None)."""
 
@@ -95,7 +95,7 @@ def omp_max_threads() -> int: ...
 
 def openmp_version() -> int: ...
 
-def pack_layer(cell: str, w_ih: numpy.ndarray, w_hh: object, b_ih: object, b_hh: object, w_hr: object) -> PackedWeights:
+def pack_layer(cell: str, w_ih: numpy.ndarray, w_hh: object, b_ih: object, b_hh: object, w_hr: object, w_peep: object = ...) -> PackedWeights:
     """The weights of one layer and direction packed once for the active kernels (a copy: later
     changes to the arrays do not reach it), for layer_forward and layer_step."""
 

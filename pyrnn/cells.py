@@ -26,9 +26,10 @@ class _Cell(PackedKernels, Module):
     _stacked_state = False
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, dtype: Any,
-                 seed: int | None) -> None:
+                 seed: int | None, peepholes: bool = False) -> None:
         Module.__init__(self, dtype)
         self.cell = cell
+        self.peepholes = bool(peepholes)
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
@@ -39,13 +40,16 @@ class _Cell(PackedKernels, Module):
         if self.bias:
             shapes["bias_ih"] = (gh,)
             shapes["bias_hh"] = (gh,)
+        if self.peepholes:
+            shapes["weight_peephole"] = (3 * self.hidden_size,)
         self._create_parameters(shapes, self.hidden_size, np.random.default_rng(seed))
         self._caches: list[tuple[Any, bool, int]] = []   # (layer_forward cache, batched, B) per call
 
     def _weights(self) -> tuple:
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) as the layer kernels take them."""
+        """(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep) as the layer kernels take them."""
         p = self._params
-        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), None
+        return (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), None,
+                p.get("weight_peephole"))
 
     def _checked_step(self, x: Any, h: Any, c: Any):
         """One step, arguments converted and checked (see ``_stream_step``); in training mode
@@ -66,7 +70,9 @@ class _Cell(PackedKernels, Module):
                 self._step_packing = packed
             cache = None
         else:
-            _, h_new, c_new, cache = ops.layer_forward(self.cell, xt, h, c, *self._weights(), None, False, True, None)
+            *weights, w_peep = self._weights()
+            _, h_new, c_new, cache = ops.layer_forward(self.cell, xt, h, c, *weights, None, False, True, None,
+                                                       w_peep=w_peep)
         if self.training:
             self._caches.append((cache, batched, B))
         shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)
@@ -87,7 +93,8 @@ class _Cell(PackedKernels, Module):
             g = self._grads
             dx, dh_prev, dc_prev = _backend.ops().layer_backward(
                 self.cell, cache, None, dh, dc, self._params["weight_ih"], self._params["weight_hh"],
-                None, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"), None)
+                None, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"), None,
+                w_peep=self._params.get("weight_peephole"), dw_peep=g.get("weight_peephole"))
         x_shape = (B, self.input_size) if batched else (self.input_size,)
         shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)
         return (dx.reshape(x_shape), dh_prev.reshape(shape_out),
@@ -103,8 +110,16 @@ class _Cell(PackedKernels, Module):
         parts = [str(self.input_size), str(self.hidden_size)] + self._options()
         if not self.bias:
             parts.append("bias=False")
+        if self.peepholes:
+            parts.append("peepholes=True")
         parts.append(f"dtype={self.dtype.name}")
         return ", ".join(parts)
+
+    def to_torch(self) -> Any:
+        """The equivalent ``torch.nn`` cell with the same weights (see :mod:`pyrnn.torch_convert`)."""
+        from .torch_convert import to_torch
+
+        return to_torch(self)
 
     @classmethod
     def _from_torch_module(cls, module: Any, class_name: str, **kwargs: Any):
@@ -143,11 +158,12 @@ class RNNCell(_Cell):
 
 
 class LSTMCell(_Cell):
-    """One LSTM step: ``h, c = cell(x_t, (h, c))``; ``dx, (dh_prev, dc_prev) = cell.backward((dh, dc))``."""
+    """One LSTM step: ``h, c = cell(x_t, (h, c))``; ``dx, (dh_prev, dc_prev) = cell.backward((dh, dc))``.
+    ``peepholes=True`` adds ``weight_peephole`` ``(3*H,)`` as for ``pyrnn.LSTM``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, peepholes: bool = False,
                  dtype: Any = np.float32, seed: int | None = None) -> None:
-        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed)
+        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed, peepholes)
 
     def __call__(self, x: Any, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))

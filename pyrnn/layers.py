@@ -20,8 +20,9 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                  batch_first: bool, dropout: float, bidirectional: bool, proj_size: int,
-                 dtype: Any, seed: int | None) -> None:
+                 dtype: Any, seed: int | None, peepholes: bool = False) -> None:
         self.cell = cell
+        self.peepholes = bool(peepholes)
         is_lstm = cell == "lstm"
         self.state_names = ("h0", "c0") if is_lstm else ("h0",)
         self.grad_state_names = ("dh_n", "dc_n") if is_lstm else ("dh_n",)
@@ -29,7 +30,7 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
                          proj_size, dtype, seed)
         # Parameter names of each (layer, direction) in the kernels' argument order ("" where
         # the layer has no such parameter), so hot paths look them up without formatting.
-        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole")
         self._names = [tuple(n if n in self._params else "" for n in
                              (kind + self._suffix(layer, direction) for kind in kinds))
                        for layer in range(self.num_layers) for direction in range(self.num_directions)]
@@ -52,6 +53,8 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
                 shapes["bias_hh" + s] = (gh,)
             if self.proj_size:
                 shapes["weight_hr" + s] = (self.proj_size, self.hidden_size)
+            if self.peepholes:
+                shapes["weight_peephole" + s] = (3 * self.hidden_size,)
         return shapes
 
     def _state_shapes(self):
@@ -60,7 +63,7 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
                 (stack, (self.hidden_size,), "(D*num_layers, B, H)"))[:len(self.state_names)]
 
     def _arrays(self, store: dict[str, np.ndarray], layer: int, direction: int):
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction from params or grads."""
+        """(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep) of one layer and direction from params or grads."""
         return tuple(store.get(name) for name in self._names[layer * self.num_directions + direction])
 
     def _memory_estimate(self, T: int, B: int) -> int:
@@ -80,8 +83,8 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
             arrays = self._arrays(self._params, layer, direction)
             # Training packs per call (the weights change every step); eval reuses a packing.
             packed = None if training else self._packed(k, self.cell, lambda: arrays)
-            y, h, c, cache = ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays,
-                                               lengths, direction == 1, training, packed)
+            y, h, c, cache = ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays[:5],
+                                               lengths, direction == 1, training, packed, w_peep=arrays[5])
             outputs.append(y)
             finals[0][k] = h
             if c0 is not None:
@@ -99,10 +102,11 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
             dy_k = dy
             if dy is not None and D == 2:
                 dy_k = np.ascontiguousarray(dy[:, :, direction * P:(direction + 1) * P])
-            w_ih, w_hh, _, _, w_hr = self._arrays(self._params, layer, direction)
+            w_ih, w_hh, _, _, w_hr, w_peep = self._arrays(self._params, layer, direction)
+            *grads, dw_peep = self._arrays(self._grads, layer, direction)
             dx, dh, dc = ops.layer_backward(
                 self.cell, caches[k], dy_k, dh_n[k], None if dc_n is None else dc_n[k],
-                w_ih, w_hh, w_hr, *self._arrays(self._grads, layer, direction))
+                w_ih, w_hh, w_hr, *grads, w_peep=w_peep, dw_peep=dw_peep)
             d0[0][k] = dh
             if dc_n is not None:
                 d0[1][k] = dc
@@ -141,6 +145,12 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
         return self._state_out(h_n, batched), (self._state_out(c_n, batched) if is_lstm else None)
 
     # -- conversion ----------------------------------------------------------------------------
+
+    def to_torch(self) -> Any:
+        """The equivalent ``torch.nn`` layer with the same weights (see :mod:`pyrnn.torch_convert`)."""
+        from .torch_convert import to_torch
+
+        return to_torch(self)
 
     @staticmethod
     def _torch_layer_kwargs(module: Any) -> dict[str, Any]:
@@ -207,15 +217,22 @@ class RNN(_SingleStateLayer):
 class LSTM(_CoreLayer):
     """Long short-term memory, gates (i, f, g, o) as PyTorch, optional projection ``proj_size``.
 
+    ``peepholes=True`` adds ``weight_peephole_l{k}`` ``(3*H,)``: the connections p_i, p_f, p_o of
+    the cell state to the gates (ONNX's ``P``): i and f see c_{t-1}, o sees c_t.
+
     ``y, (h_n, c_n) = lstm(x, (h0, c0), lengths=None)``;
     ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None) -> None:
+                 proj_size: int = 0, peepholes: bool = False, dtype: Any = np.float32,
+                 seed: int | None = None) -> None:
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype, seed)
+                         bidirectional, proj_size, dtype, seed, peepholes)
+
+    def _options(self) -> list[str]:
+        return ["peepholes=True"] if self.peepholes else []
 
     def __call__(self, x: Any, hx: Any = None, lengths: Any = None):
         h0, c0 = _checks.pair(hx, "hx", ("h0", "c0"))

@@ -196,57 +196,68 @@ def rnn_step_backward(dh, cache, w_hh, grads):
 
 # -- LSTM --------------------------------------------------------------------
 
-def lstm_step_forward(xg, h, c, w_hh, b_hh, w_hr=None):
+def lstm_step_forward(xg, h, c, w_hh, b_hh, w_hr=None, w_peep=None):
     """LSTM step (torch.nn.LSTM), gate order i, f, g, o::
 
         [i, f, g, o] = x W_ih^T + b_ih + h W_hh^T + b_hh
-        i, f, o = sigmoid(.),  g = tanh(.)
+        i, f = sigmoid(. + p_i * c), sigmoid(. + p_f * c)    (p = 0 without peepholes)
+        g = tanh(.)
         c' = f * c + i * g
+        o = sigmoid(. + p_o * c')
         m  = o * tanh(c')
         h' = m              (no projection)
         h' = m W_hr^T       (proj_size > 0: h is P-dimensional)
+
+    ``w_peep`` ``(3*H,)`` holds the peephole weights ``p_i, p_f, p_o`` (ONNX's ``P``) or is None.
     """
     H = c.shape[1]
     a = xg + _affine(h, w_hh, b_hh)
-    i = vsigmoid(a[:, 0 * H:1 * H])
-    f = vsigmoid(a[:, 1 * H:2 * H])
+    p_i, p_f, p_o = (0, 0, 0) if w_peep is None else (w_peep[:H], w_peep[H:2 * H], w_peep[2 * H:])
+    i = vsigmoid(a[:, 0 * H:1 * H] + p_i * c)
+    f = vsigmoid(a[:, 1 * H:2 * H] + p_f * c)
     g = np.tanh(a[:, 2 * H:3 * H])
-    o = vsigmoid(a[:, 3 * H:4 * H])
     c_new = f * c + i * g
+    o = vsigmoid(a[:, 3 * H:4 * H] + p_o * c_new)
     tanh_c = np.tanh(c_new)
     m = o * tanh_c
     h_new = m if w_hr is None else m @ w_hr.T
-    return h_new, c_new, (h, c, i, f, g, o, tanh_c, m)
+    return h_new, c_new, (h, c, i, f, g, o, c_new, tanh_c, m)
 
 
-def lstm_step_backward(dh, dc, cache, w_hh, w_hr, grads):
+def lstm_step_backward(dh, dc, cache, w_hh, w_hr, grads, w_peep=None):
     """Backward of :func:`lstm_step_forward`::
 
         dm  = dh'  (or dh' W_hr, with dW_hr += dh'^T m)
-        dc~ = dc' + dm * o * (1 - tanh(c')^2)
-        do = dm * tanh(c'),  di = dc~ * g,  dg = dc~ * i,  df = dc~ * c
-        dc = dc~ * f
-        da = [di * i(1-i), df * f(1-f), dg * (1-g^2), do * o(1-o)]
+        da_o = dm * tanh(c') * o(1-o)
+        dc~ = dc' + dm * o * (1 - tanh(c')^2) + da_o * p_o
+        da_i = dc~ * g * i(1-i),  da_f = dc~ * c * f(1-f),  da_g = dc~ * i * (1-g^2)
+        dc = dc~ * f + da_i * p_i + da_f * p_f
+        dp += [sum(da_i * c), sum(da_f * c), sum(da_o * c')]     (peepholes)
         dh = da W_hh,   dW_hh += da^T h,   db_hh += sum(da),   dxg = da
     """
-    h, c, i, f, g, o, tanh_c, m = cache
+    h, c, i, f, g, o, c_new, tanh_c, m = cache
+    H = c.shape[1]
     if w_hr is None:
         dm = dh
     else:
         grads["dw_hr"] += dh.T @ m
         dm = dh @ w_hr
+    da_o = dm * tanh_c * _dsigmoid(o)
     dc_tot = dc + dm * o * _dtanh(tanh_c)
-    da = np.concatenate(
-        [
-            dc_tot * g * _dsigmoid(i),     # d a_i
-            dc_tot * c * _dsigmoid(f),     # d a_f
-            dc_tot * i * _dtanh(g),        # d a_g
-            dm * tanh_c * _dsigmoid(o),    # d a_o
-        ],
-        axis=1,
-    )
+    if w_peep is not None:
+        dc_tot = dc_tot + da_o * w_peep[2 * H:]
+    da_i = dc_tot * g * _dsigmoid(i)
+    da_f = dc_tot * c * _dsigmoid(f)
+    da = np.concatenate([da_i, da_f, dc_tot * i * _dtanh(g), da_o], axis=1)
     _accumulate_hh(grads, da, h)
-    return da, da @ w_hh, dc_tot * f
+    dc_prev = dc_tot * f
+    if w_peep is not None:
+        dc_prev = dc_prev + da_i * w_peep[:H] + da_f * w_peep[H:2 * H]
+        dw_peep = grads["dw_peep"]
+        dw_peep[:H] += (da_i * c).sum(axis=0)
+        dw_peep[H:2 * H] += (da_f * c).sum(axis=0)
+        dw_peep[2 * H:] += (da_o * c_new).sum(axis=0)
+    return da, da @ w_hh, dc_prev
 
 
 # -- GRU, reset gate after the recurrent product (PyTorch, cuDNN) -------------
@@ -342,10 +353,10 @@ def gru_reset_before_step_backward(dh, cache, w_hh, grads):
 # The layer: the time loop shared by every cell
 # ---------------------------------------------------------------------------
 
-def _step_forward(cell, xg, h, c, w_hh, b_hh, w_hr):
+def _step_forward(cell, xg, h, c, w_hh, b_hh, w_hr, w_peep):
     """Dispatch one step; returns (h', c' or None, step cache)."""
     if cell == "lstm":
-        return lstm_step_forward(xg, h, c, w_hh, b_hh, w_hr)
+        return lstm_step_forward(xg, h, c, w_hh, b_hh, w_hr, w_peep)
     if cell == "gru":
         h_new, cache = gru_step_forward(xg, h, w_hh, b_hh)
     elif cell == "gru_reset_before":
@@ -355,10 +366,10 @@ def _step_forward(cell, xg, h, c, w_hh, b_hh, w_hr):
     return h_new, None, cache
 
 
-def _step_backward(cell, dh, dc, cache, w_hh, w_hr, grads):
+def _step_backward(cell, dh, dc, cache, w_hh, w_hr, grads, w_peep):
     """Dispatch one backward step; returns (dxg, dh_prev, dc_prev or None)."""
     if cell == "lstm":
-        return lstm_step_backward(dh, dc, cache, w_hh, w_hr, grads)
+        return lstm_step_backward(dh, dc, cache, w_hh, w_hr, grads, w_peep)
     if cell == "gru":
         dxg, dh_prev = gru_step_backward(dh, cache, w_hh, grads)
     elif cell == "gru_reset_before":
@@ -393,11 +404,11 @@ class PackedWeights(NamedTuple):
     arrays: tuple
 
 
-def pack_layer(cell, w_ih, w_hh, b_ih, b_hh, w_hr):
+def pack_layer(cell, w_ih, w_hh, b_ih, b_hh, w_hr, w_peep=None):
     """The weights of one layer and direction packed once for repeated inference calls
     (a copy: later changes to the arrays do not reach it)."""
     return PackedWeights(cell, tuple(None if a is None else np.array(a, copy=True)
-                                     for a in (w_ih, w_hh, b_ih, b_hh, w_hr)))
+                                     for a in (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep)))
 
 
 def _check_packed(packed, cell, arrays):
@@ -413,16 +424,18 @@ def _check_packed(packed, cell, arrays):
         raise ValueError("packed weights were made for a different layer (cell, dtype or shape) than this call's")
 
 
-def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed):
+def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed,
+                  w_peep=None):
     """Run one layer in one direction over the whole sequence.
 
     Returns ``(y, h_n, c_n, cache)``: ``y`` ``(T, B, P)``, ``h_n`` ``(B, P)``,
     ``c_n`` ``(B, H)`` for LSTM else None, and ``cache`` (the opaque record
     :func:`layer_backward` needs) if ``training`` else None.  The inputs are
     never modified. ``packed`` (:func:`pack_layer` of the same weights, or None) is
-    checked and otherwise only a speed-up for the native kernels.
+    checked and otherwise only a speed-up for the native kernels. ``w_peep`` ``(3*H,)``:
+    the LSTM's peephole weights (see :func:`lstm_step_forward`) or None.
     """
-    _check_packed(packed, cell, (w_ih, w_hh, b_ih, b_hh, w_hr))
+    _check_packed(packed, cell, (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep))
     G = gates_per_cell(cell)
     x = np.asarray(x)
     T, B, I = x.shape
@@ -440,6 +453,10 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
         _check_shape("b_hh", b_hh, (G * H,))
     if w_hr is not None:
         _check_shape("w_hr", w_hr, (P, H))
+    if w_peep is not None:
+        if cell != "lstm":
+            raise ValueError("w_peep: peepholes are only defined for lstm")
+        _check_shape("w_peep", w_peep, (3 * H,))
     _check_shape("h0", h0, (B, P))
     if cell == "lstm":
         _check_shape("c0", c0, (B, H))
@@ -458,7 +475,7 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
         # the others keep their state and output zero.
         act = mask[t]
         cs = None if c is None else c[act]
-        h_new, c_new, step_cache = _step_forward(cell, xg[t, act], h[act], cs, w_hh, b_hh, w_hr)
+        h_new, c_new, step_cache = _step_forward(cell, xg[t, act], h[act], cs, w_hh, b_hh, w_hr, w_peep)
         h[act] = h_new
         if c is not None:
             c[act] = c_new
@@ -471,7 +488,7 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
         cache = {
             "cell": cell, "x": x.copy(), "mask": mask, "steps": steps,
             "reverse": bool(reverse), "shapes": (T, B, I, H, P, G),
-            "bias": b_ih is not None, "dtype": dtype,
+            "bias": b_ih is not None, "dtype": dtype, "peepholes": w_peep is not None,
         }
     return y, h, c, cache
 
@@ -491,8 +508,9 @@ def layer_step(x, h, c, packed):
         state = None if state is None else np.asarray(state)
         return state[0] if state is not None and state.ndim == 3 and state.shape[0] == 1 else state
 
+    *arrays, w_peep = packed.arrays
     _, h_new, c_new, _ = layer_forward(packed.cell, x[None], unstacked(h), unstacked(c),
-                                       *packed.arrays, None, False, False, packed)
+                                       *arrays, None, False, False, packed, w_peep)
     if np.ndim(h) == 3:
         h_new = h_new[None]
     if c_new is not None and np.ndim(c) == 3:
@@ -500,13 +518,15 @@ def layer_step(x, h, c, packed):
     return h_new, c_new
 
 
-def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr):
+def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
+                   w_peep=None, dw_peep=None):
     """Backpropagation through time of the :func:`layer_forward` that gave ``cache``.
 
     ``dy`` ``(T, B, P)``, ``dh_n`` ``(B, P)``, ``dc_n`` ``(B, H)`` may each be
     None (zeros); ``dy`` at padding positions is ignored.  The parameter
     gradients are accumulated in place into ``dw_ih``, ``dw_hh``, ``db_ih``,
-    ``db_hh`` (None without bias) and ``dw_hr`` (None without projection).
+    ``db_hh`` (None without bias), ``dw_hr`` (None without projection) and ``dw_peep``
+    (None without peepholes, then ``w_peep`` is None too).
     Returns ``(dx, dh0, dc0)`` with ``dc0`` None unless LSTM.
     """
     if cache is None:
@@ -516,6 +536,8 @@ def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, 
     T, B, I, H, P, G = cache["shapes"]
     dtype = cache["dtype"]
     x, mask = cache["x"], cache["mask"]
+    if cache["peepholes"] != (w_peep is not None) or (w_peep is None) != (dw_peep is None):
+        raise ValueError("w_peep and dw_peep must be given exactly when the forward had peepholes")
 
     dh = np.zeros((B, P), dtype=dtype) if dh_n is None else np.array(dh_n, dtype=dtype)
     dc = None
@@ -523,7 +545,7 @@ def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, 
         dc = np.zeros((B, H), dtype=dtype) if dc_n is None else np.array(dc_n, dtype=dtype)
     if dy is not None:
         _check_shape("dy", dy, (T, B, P))
-    grads = {"dw_hh": dw_hh, "db_hh": db_hh, "dw_hr": dw_hr}
+    grads = {"dw_hh": dw_hh, "db_hh": db_hh, "dw_hr": dw_hr, "dw_peep": dw_peep}
 
     dxg = np.zeros((T, B, G * H), dtype=dtype)
     for t, act, step_cache in reversed(cache["steps"]):
@@ -531,7 +553,7 @@ def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, 
         if dy is not None:
             dh_act = dh_act + dy[t, act]
         dc_act = None if dc is None else dc[act]
-        dxg_t, dh_prev, dc_prev = _step_backward(cell, dh_act, dc_act, step_cache, w_hh, w_hr, grads)
+        dxg_t, dh_prev, dc_prev = _step_backward(cell, dh_act, dc_act, step_cache, w_hh, w_hr, grads, w_peep)
         dxg[t, act] = dxg_t
         dh[act] = dh_prev           # inactive rows: the gradient passes unchanged
         if dc is not None:

@@ -39,6 +39,7 @@ struct ForwardContext {
   Workspace<T> ws;         // null members in inference
   const PackedLayerWeights<T>* packed;  // the recurrent (and projection) panels
   const T* bias;           // (G*H) folded bias, PyTorch gate order (zeros without biases)
+  const T* peep;           // (3*H) peephole LSTM: p_i, p_f, p_o; else null
   T* hg;                   // (B, G*H) recurrent products, gate-blocked columns
   T* hraw;                 // (B, H) projected LSTM: o*tanh(c) of this step
   T* scratch;              // (B, H) per-step temporaries (tanh(c), h W_hn^T + b_hn, r*h)
@@ -92,7 +93,9 @@ PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, i
   });
 }
 
-template <typename T>
+// Peephole LSTM (Peep): i and f add p_i * c_{t-1} and p_f * c_{t-1} to their pre-activations,
+// o adds p_o * c_t, so o's sigmoid waits for the new cell state.
+template <bool Peep, typename T>
 PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, index b, index u0, index n, const T* z) {
   using V = Vec<T>;
   const index H = c.d.H, P = c.d.P;
@@ -102,24 +105,36 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
   T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
+  const T* peep = Peep ? c.peep + u0 : nullptr;  // p_i, p_f, p_o at + 0, H, 2H
   const V one = V::broadcast(T(1));
   for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
     constexpr int N = std::decay_t<decltype(group)>::size;
     auto pre = [&](int u, index g) { return pre_activation(z, n, x, g, group.at(u), group.lanes[u]); };
+    // The peephole term p_g * state of gate slot g (0: i, 1: f, 2: o) added to `a`.
+    auto peephole = [&](int u, int g, const V& a, const V& state) {
+      return fma(group.lanes[u].load(peep + g * H + group.at(u)), state, a);
+    };
     // i*g and o*tanh(c) each with one division (sigmoid and tanh as fractions, see
     // vec_math.h): divisions are the slowest part of the cell math.
-    V zg[N], di[N], f[N], d_o[N], r_ig[N], cv[N], r_oc[N], hv[N];
+    V zg[N], di[N], f[N], d_o[N], r_ig[N], cv[N], r_oc[N], hv[N], cp[N];
     Fraction<T> gt[N], ct[N];
+    group.each([&](int u) { cp[u] = group.lanes[u].load(c_prev + group.at(u)); });
     group.each([&](int u) { zg[u] = pre(u, 2); });
     group.each([&](int u) { gt[u] = tanh_fraction_v(zg[u]); });
-    group.each([&](int u) { di[u] = sigmoid_denominator_v(pre(u, 0)); });
-    group.each([&](int u) { f[u] = sigmoid_denominator_v(pre(u, 1)); });
-    group.each([&](int u) { d_o[u] = sigmoid_denominator_v(pre(u, 3)); });
+    if constexpr (Peep) {
+      group.each([&](int u) { di[u] = sigmoid_denominator_v(peephole(u, 0, pre(u, 0), cp[u])); });
+      group.each([&](int u) { f[u] = sigmoid_denominator_v(peephole(u, 1, pre(u, 1), cp[u])); });
+    } else {
+      group.each([&](int u) { di[u] = sigmoid_denominator_v(pre(u, 0)); });
+      group.each([&](int u) { f[u] = sigmoid_denominator_v(pre(u, 1)); });
+      group.each([&](int u) { d_o[u] = sigmoid_denominator_v(pre(u, 3)); });
+    }
     group.each([&](int u) { r_ig[u] = one / (di[u] * gt[u].den); });
     group.each([&](int u) { f[u] = one / f[u]; });
-    group.each([&](int u) {
-      cv[u] = fma(f[u], group.lanes[u].load(c_prev + group.at(u)), copysign(gt[u].num * r_ig[u], zg[u]));
-    });
+    group.each([&](int u) { cv[u] = fma(f[u], cp[u], copysign(gt[u].num * r_ig[u], zg[u])); });
+    if constexpr (Peep) {
+      group.each([&](int u) { d_o[u] = sigmoid_denominator_v(peephole(u, 2, pre(u, 3), cv[u])); });
+    }
     group.each([&](int u) { ct[u] = tanh_fraction_v(cv[u]); });
     group.each([&](int u) { r_oc[u] = one / (d_o[u] * ct[u].den); });
     group.each([&](int u) { hv[u] = copysign(ct[u].num * r_oc[u], cv[u]); });

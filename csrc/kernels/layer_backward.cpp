@@ -91,7 +91,8 @@ void rnn_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u
   });
 }
 
-// dc (B, H) is the running cell-state gradient, updated in place to dc_prev.
+// dc (B, H) is the running cell-state gradient, updated in place to dc_prev. With peepholes
+// (p_i, p_f, p_o) c_t also feeds o's pre-activation and c_{t-1} those of i and f.
 template <typename T>
 void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u0, index u1, T* dc) {
   using V = Vec<T>;
@@ -100,19 +101,46 @@ void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index 
   const T* gt = c.ws.gates + row * 4 * H + u0;  // i, f, g, o at + 0, H, 2H, 3H
   const T* c_prev = c.ws.cprev + row * H + u0;
   const T* tc = c.ws.tanhc + row * H + u0;
+  const T* peep = c.a.w_peep ? c.a.w_peep + u0 : nullptr;  // p_i, p_f, p_o at + 0, H, 2H
   T* dg = s.dG + b * 4 * H + u0;
   T* dcb = dc + b * H + u0;
   const V one = V::broadcast(T(1));
   for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
     const V dh = out.load(l, k), t = l.load(tc + k);
     const V i = l.load(gt + k), f = l.load(gt + H + k), g = l.load(gt + 2 * H + k), o = l.load(gt + 3 * H + k);
-    const V dct = l.load(dcb + k) + dh * o * (one - t * t);
-    l.store(dct * g * i * (one - i), dg + k);
-    l.store(dct * l.load(c_prev + k) * f * (one - f), dg + H + k);
+    const V da_o = dh * t * o * (one - o);
+    V dct = l.load(dcb + k) + dh * o * (one - t * t);
+    if (peep) dct = fma(da_o, l.load(peep + 2 * H + k), dct);
+    const V da_i = dct * g * i * (one - i), da_f = dct * l.load(c_prev + k) * f * (one - f);
+    l.store(da_i, dg + k);
+    l.store(da_f, dg + H + k);
     l.store(dct * i * (one - g * g), dg + 2 * H + k);
-    l.store(dh * t * o * (one - o), dg + 3 * H + k);
-    l.store(dct * f, dcb + k);
+    l.store(da_o, dg + 3 * H + k);
+    V dc_prev = dct * f;
+    if (peep) dc_prev = fma(da_i, l.load(peep + k), fma(da_f, l.load(peep + H + k), dc_prev));
+    l.store(dc_prev, dcb + k);
   });
+}
+
+// Peephole gradients over all T*B rows: dp_i += sum da_i c_{t-1}, dp_f += sum da_f c_{t-1},
+// dp_o += sum da_o c_t, with c_t = f c_{t-1} + i g from the kept gates (padding rows have
+// da = 0 and are skipped: their kept values are not the cell's).
+template <typename T>
+void add_peephole_grads(const LayerDims& d, const Workspace<const T>& ws, const T* dG,
+                        const std::int64_t* lengths, T* dw_peep) {
+  const index H = d.H, TB = d.T * d.B;
+  for (index row = 0; row < TB; ++row) {
+    if (!step_valid(lengths, row % d.B, row / d.B)) continue;
+    const T* gt = ws.gates + row * 4 * H;
+    const T* da = dG + row * 4 * H;
+    const T* cp = ws.cprev + row * H;
+    for (index u = 0; u < H; ++u) {
+      const T c_new = gt[H + u] * cp[u] + gt[u] * gt[2 * H + u];
+      dw_peep[u] += da[u] * cp[u];
+      dw_peep[H + u] += da[H + u] * cp[u];
+      dw_peep[2 * H + u] += da[3 * H + u] * c_new;
+    }
+  }
 }
 
 // GRU, reset after the product: h' = n + z (h - n), n = tanh(x_n + r * hn), hn = h W_hn^T + b_hn.
@@ -365,6 +393,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
     const T* hraw = valid_input_rows(c.ws.hraw, TB, B, H, a.lengths, hraw_valid);
     gemm<T>(true, false, P, H, TB, c.dh_proj, P, hraw, H, T(1), a.dw_hr, H);
   }
+  if (d.has_peep) add_peephole_grads(d, c.ws, c.dG, a.lengths, a.dw_peep);
   if (d.has_bias) {
     add_column_sums(a.db_ih, c.dG, TB, GH, GH);
     if (gru) {

@@ -122,7 +122,10 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
     switch (d.cell) {
       case Cell::RnnTanh:
       case Cell::RnnRelu: each_block([&](index u0, index n, T* z) { rnn_row(c, s, b, u0, n, z); }); break;
-      case Cell::Lstm: each_block([&](index u0, index n, T* z) { lstm_row(c, s, b, u0, n, z); }); break;
+      case Cell::Lstm:
+        if (c.peep) each_block([&](index u0, index n, T* z) { lstm_row<true>(c, s, b, u0, n, z); });
+        else each_block([&](index u0, index n, T* z) { lstm_row<false>(c, s, b, u0, n, z); });
+        break;
       case Cell::Gru: each_block([&](index u0, index n, T* z) { gru_row(c, s, b, u0, n, z); }); break;
       case Cell::GruResetBefore:
         each_block([&](index u0, index n, T* z) { gru_rb_gates_row(c, s, b, u0, n, z); });
@@ -189,6 +192,7 @@ void pack_weights(const LayerDims& d, const LayerForwardArgs<T>& a, bool for_ste
     pack_gate_blocked(a.w_hh, G, blocks, P, out.w_rec);
   }
   if (d.has_proj) pack_b<T>(true, H, P, a.w_hr, H, out.w_proj);
+  if (d.has_peep) out.peep.assign(a.w_peep, a.w_peep + 3 * H);
   if (for_steps) {
     pack_gate_blocked(a.w_ih, G, blocks, d.I, out.w_in);
     fold_bias(d, a, out.bias);
@@ -225,15 +229,18 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   // Every buffer is in place before the time loop: the calling thread's scratch, kept between
   // calls (a steady stream of calls touches no fresh memory), and the training workspace.
+  // Steps of input projection the scratch holds: a chunk when projected in team, every step
+  // for inference on unpacked weights, none in training (the workspace holds them).
+  const index xg_steps = project_in_team ? chunk_steps : (a.workspace ? 0 : TT);
   const index state_buffers = a.workspace ? 0 : 2 * B * P;
   T* const scratch = thread_scratch<T>(Scratch::TimeLoop,
-                                       chunk_steps * B * GH + B * GH + 2 * B * H + state_buffers);
-  T* xg = scratch;  // (chunk_steps, B, G*H) when projected in team
+                                       xg_steps * B * GH + B * GH + 2 * B * H + state_buffers);
+  T* xg = scratch;  // (xg_steps, B, G*H)
   if (a.workspace) {
     c.ws = carve_workspace(d, a.workspace);
     xg = c.ws.gates;
   }
-  c.hg = scratch + chunk_steps * B * GH;
+  c.hg = scratch + xg_steps * B * GH;
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
   T* ping = c.scratch + B * H;
@@ -250,6 +257,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
     fold_bias(d, a, bias);
     c.bias = bias.data();
   }
+  c.peep = d.has_peep ? c.packed->peep.data() : nullptr;
   if (!project_in_team) gemm<T>(false, true, TB, GH, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, GH);
 
   // State slots: training writes the state entering step t into ws.hprev[t] (so BPTT has
@@ -351,6 +359,7 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
   c.hraw = c.hg + B * GH;
   c.scratch = c.hraw + B * H;
   c.bias = packed.bias.data();
+  c.peep = d.has_peep ? packed.peep.data() : nullptr;
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, B, c.blocks.count);

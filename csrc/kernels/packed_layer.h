@@ -18,6 +18,7 @@ struct PackedLayerWeights : PackedLayer {
   PackedB<T> w_proj;      // projected LSTM: W_hr^T (H, P)
   AlignedVector<T> bias;  // (G*H) folded bias of the input projection (pack_layer)
   AlignedVector<T> b_hh;  // (G*H) GRU's b_hn lives in here: a step adds it itself (pack_layer)
+  AlignedVector<T> peep;  // (3*H) peephole LSTM: p_i, p_f, p_o (empty without peepholes)
 };
 
 // The bias of gate column k that folds into the input projection: everything except GRU's
