@@ -369,14 +369,17 @@ def save(model: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None
     """Save ``model``'s weights and architecture (class and config) to one safetensors file,
     atomically. Works for the architectures in ``pyrnn.models`` and the core layers and cells."""
     from . import __version__
+    from .quantize import float_class_name, quantized_dtype
 
-    name = type(model).__name__
+    name = float_class_name(model)
     config = model.get_config() if hasattr(model, "get_config") else _core_config(model)
     if config is None or name not in _classes():
         raise TypeError(f"pyrnn.save: don't know how to rebuild a {name}; save its state_dict() with "
                         "pyrnn.checkpoint.save_file instead")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pyrnn_version": __version__,
             "class": name, "config": json.dumps(config, sort_keys=True)}
+    if quantized_dtype(model):
+        meta["quantization"] = quantized_dtype(model)  # load quantizes the rebuilt float model
     if metadata:
         meta.update({f"user.{k}": str(v) for k, v in metadata.items()})
     save_file(model.state_dict(), path, meta)
@@ -410,6 +413,8 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) ->
     model after checking that its class and every name and shape match). The config is checked
     against the file's tensors before the model is built (:func:`check_config`). Tensors of
     another dtype than the model's are refused unless ``convert=True`` casts them."""
+    from .quantize import float_class_name, quantize, quantized_dtype
+
     where = os.fspath(path)
     tensors, meta = load_file(path)
     if meta.get("format") != FORMAT:
@@ -417,6 +422,7 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) ->
                               "format=pyrnn); read it with pyrnn.checkpoint.load_file")
     name = meta.get("class")
     classes = _classes()
+    quantization = meta.get("quantization") or None  # set by save for pyrnn.quantize's copies
     try:
         if into is None:
             if name not in classes:
@@ -430,17 +436,22 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) ->
                 dtype = np.dtype(config.get("dtype", "float32"))
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"config dtype {config.get('dtype')!r} is not a dtype ({e})") from None
-            tensors = check_dtypes(tensors, dtype, convert)
+            if not quantization:  # a quantized model checks its own int8 / bf16 dtypes
+                tensors = check_dtypes(tensors, dtype, convert)
             cls = classes[name]
             try:
                 model = cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+                if quantization:
+                    model = quantize(model.eval(), quantization)
             except (TypeError, ValueError, OverflowError) as e:
                 raise CheckpointError(f"cannot rebuild {name} from its config: {e}") from None
         else:
             model = into
-            if type(model).__name__ != name:
-                raise CheckpointError(f"holds a {name}, cannot load it into a {type(model).__name__}")
-            tensors = check_dtypes(tensors, model.dtype, convert)
+            if float_class_name(model) != name or quantized_dtype(model) != quantization:
+                held = f"{quantization} " if quantization else ""
+                raise CheckpointError(f"holds a {held}{name}, cannot load it into a {type(model).__name__}")
+            if not quantization:
+                tensors = check_dtypes(tensors, model.dtype, convert)
         try:
             model.load_state_dict(tensors)
         except (TypeError, ValueError) as e:
