@@ -111,6 +111,21 @@ std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* na
   return a;
 }
 
+// A streaming step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a
+// layer's streaming loop hands its state over without reshaping it in Python).
+template <typename T>
+py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
+  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
+  if (stacked) return checked<T>(obj, name, {1, B, n});
+  return checked<T>(obj, name, {B, n});
+}
+
+// A new state array shaped like `like` (see checked_state).
+template <typename T>
+py::array_t<T> state_like(const py::array_t<T>& like) {
+  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+}
+
 inline std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {
   if (obj.is_none()) return std::nullopt;
   auto lengths = checked<std::int64_t>(obj, "lengths", {B});

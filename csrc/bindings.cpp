@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "packed_weights.h"
 #include "pyrnn.h"
 
 namespace py = pybind11;
@@ -22,6 +23,7 @@ using namespace pyrnn::bind;
 
 void bind_testing(py::module_& m);  // bindings_testing.cpp
 void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
+void bind_quant(py::module_& m);    // bindings_quant.cpp
 
 namespace {
 
@@ -79,12 +81,6 @@ void check_packing_isa(const PackedLayer& p) {
     throw StalePacking(std::string("packed weights were made for the ") + p.isa + " kernels, but " +
                        active_isa() + " is active now: pack them again");
 }
-
-// Weights packed once by pack_layer for repeated inference calls. Opaque to Python.
-struct PackedWeights {
-  std::string cell_name;
-  std::unique_ptr<PackedLayer> layer;
-};
 
 template <typename T>
 PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj, const py::object& w_hh_obj,
@@ -210,21 +206,6 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
   if (is_float32(x, "x"))
     return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
   return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-}
-
-// A step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a layer's
-// streaming loop hands its state over without reshaping it in Python).
-template <typename T>
-py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
-  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
-  if (stacked) return checked<T>(obj, name, {1, B, n});
-  return checked<T>(obj, name, {B, n});
-}
-
-// A new state array shaped like `like` (see checked_state).
-template <typename T>
-py::array_t<T> state_like(const py::array_t<T>& like) {
-  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
 }
 
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
@@ -406,7 +387,7 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
 
 py::list available_isas() {
   py::list out;
-  for (const char* name : {"baseline", "avx2", "avx512"})
+  for (const char* name : {"baseline", "avx2", "avx_vnni", "avx512", "avx512_vnni"})
     if (isa_available(name)) out.append(name);
   return out;
 }
@@ -475,6 +456,7 @@ PYBIND11_MODULE(_core, m) {
 
   bind_testing(m);
   bind_xlstm(m);
+  bind_quant(m);
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

@@ -20,6 +20,7 @@ from .layers import GRU, LSTM, RNN
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
 from . import distributed, losses, metrics, models, nn, optim  # noqa: E402
 from .checkpoint import load, save
+from .quantize import quantize
 from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
 from .training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, make_streams, plot_history
 
@@ -29,4 +30,5 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
            "set_num_threads", "get_num_threads", "show_config", "__version__",
            "nn", "losses", "metrics", "optim", "models", "distributed", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
-           "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]
+           "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load",
+           "quantize"]

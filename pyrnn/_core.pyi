@@ -37,6 +37,10 @@ def _math_f32(fn: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32
 
 def _math_f64(fn: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]: ...
 
+def _quant_matmul(type: str, a: object, w: object, s: object) -> numpy.typing.NDArray[numpy.float32]:
+    """c = a w^T with w int8 (scales s per row) or bfloat16 bits (s None), as the quantized layers'
+    products compute it (for tests)."""
+
 def _reset_split_counts() -> None: ...
 
 def _set_input_chunk_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> None: ...
@@ -94,6 +98,19 @@ def openmp_version() -> int: ...
 def pack_layer(cell: str, w_ih: numpy.ndarray, w_hh: object, b_ih: object, b_hh: object, w_hr: object) -> PackedWeights:
     """The weights of one layer and direction packed once for the active kernels (a copy: later
     changes to the arrays do not reach it), for layer_forward and layer_step."""
+
+def quant_kernels() -> dict:
+    """What the active ISA runs for int8 and bf16 products."""
+
+def quant_layer_forward(x: numpy.ndarray, h0: object, c0: object, b_hh: object, packed: object, lengths: object, reverse: bool) -> tuple:
+    """Inference of one quantized layer and direction over a sequence: x (T, B, I) float32, b_hh
+    the float32 recurrent bias or None. Returns (y, h_n, c_n or None)."""
+
+def quant_pack_layer(type: str, cell: str, w_ih: object, s_ih: object, w_hh: object, s_hh: object, b_ih: object, b_hh: object, w_hr: object, s_hr: object) -> PackedWeights:
+    """One layer and direction's quantized weights packed for the active kernels: type 'int8' (int8
+    weights, float32 row scales s_*) or 'bf16' (uint16 bfloat16 bits, scales None); float32
+    biases or None. A PackedWeights that layer_step and layer_step_if_ready take as they
+    take pack_layer's, and quant_layer_forward."""
 
 def select_isa(name: str) -> None: ...
 

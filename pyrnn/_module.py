@@ -54,7 +54,7 @@ def checked_state(params: Mapping[str, np.ndarray], state: Any, owner: str) -> d
         if name not in state:
             continue
         arr = np.asarray(torch_to_numpy(state[name]))
-        if arr.dtype.kind not in "fiu":
+        if arr.dtype.kind not in "fiu" and arr.dtype != param.dtype:  # bfloat16 weights: their own dtype
             raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {arr.dtype}")
         if arr.shape != param.shape:
             wrong_shape.append(f"{name}: expected {_checks.shape_str(param.shape)}, "

@@ -36,8 +36,11 @@ FORMAT = "pyrnn"
 FORMAT_VERSION = "1"
 DIGEST_KEY = "pyrnn.sha256"
 
+#: bfloat16 as NumPy holds it: the 16-bit patterns in a one-field structured dtype, so that it
+#: stays apart from uint16 (safetensors' BF16; torch reads such tensors as torch.bfloat16)
+BFLOAT16 = np.dtype([("bfloat16", "<u2")])
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?", "BF16": BFLOAT16}
 _CODES = {np.dtype(v).newbyteorder("<") if np.dtype(v).itemsize > 1 else np.dtype(v): k for k, v in _DTYPES.items()}
 MAX_HEADER = 100 * 2**20
 
@@ -353,12 +356,14 @@ def _core_config(model: Any) -> dict[str, Any] | None:
     return cfg
 
 
-def module_config(module: Any) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``module`` (its ``get_config()``, or those of a
-    core layer or cell); TypeError for a module pyrnn cannot rebuild."""
+def module_config(module: Any, name: str | None = None) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``module`` as the class ``name`` (default: its
+    own) from :func:`module_classes` (its ``get_config()``, or those of a core layer or cell);
+    TypeError for a module pyrnn cannot rebuild."""
+    name = name or type(module).__name__
     config = module.get_config() if hasattr(module, "get_config") else _core_config(module)
-    if config is None or type(module).__name__ not in module_classes():
-        raise TypeError(f"pyrnn.save: don't know how to rebuild a {type(module).__name__}; save its "
+    if config is None or name not in module_classes():
+        raise TypeError(f"pyrnn.save: don't know how to rebuild a {name}; save its "
                         "state_dict() with pyrnn.checkpoint.save_file instead")
     return config
 
@@ -395,10 +400,14 @@ def save(model: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None
     streams (dropout); :func:`load` with ``into=`` and the same arguments restores them, and
     training continues bitwise as if it had not stopped."""
     from . import __version__
+    from .quantize import float_class_name, quantized_dtype
 
-    config = module_config(model)
+    name = float_class_name(model)
+    config = module_config(model, name)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pyrnn_version": __version__,
-            "class": type(model).__name__, "config": json.dumps(config, sort_keys=True)}
+            "class": name, "config": json.dumps(config, sort_keys=True)}
+    if quantized_dtype(model):
+        meta["quantization"] = quantized_dtype(model)  # load quantizes the rebuilt float model
     tensors = dict(model.state_dict())
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -495,6 +504,8 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False, op
 
     To resume training, build the model, optimizer and scheduler as before and pass them:
     ``load(path, into=model, optimizer=opt, scheduler=sched)`` restores their states too."""
+    from .quantize import float_class_name, quantize, quantized_dtype
+
     where = os.fspath(path)
     if (optimizer is not None or scheduler is not None) and into is None:
         raise TypeError("load: optimizer= and scheduler= restore objects built on the model: pass that "
@@ -507,6 +518,7 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False, op
                               "format=pyrnn); read it with pyrnn.checkpoint.load_file")
     name = meta.get("class")
     classes = module_classes()
+    quantization = meta.get("quantization") or None  # set by save for pyrnn.quantize's copies
     try:
         if into is None:
             if name not in classes:
@@ -522,17 +534,22 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False, op
                 dtype = np.dtype(config.get("dtype", "float32"))
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"config dtype {config.get('dtype')!r} is not a dtype ({e})") from None
-            tensors = check_dtypes(tensors, dtype, convert)
+            if not quantization:  # a quantized model checks its own int8 / bf16 dtypes
+                tensors = check_dtypes(tensors, dtype, convert)
             cls = classes[name]
             try:
                 model = cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+                if quantization:
+                    model = quantize(model.eval(), quantization)
             except (TypeError, ValueError, OverflowError) as e:
                 raise CheckpointError(f"cannot rebuild {name} from its config: {e}") from None
         else:
             model = into
-            if type(model).__name__ != name:
-                raise CheckpointError(f"holds a {name}, cannot load it into a {type(model).__name__}")
-            tensors = check_dtypes(tensors, model.dtype, convert)
+            if float_class_name(model) != name or quantized_dtype(model) != quantization:
+                held = f"{quantization} " if quantization else ""
+                raise CheckpointError(f"holds a {held}{name}, cannot load it into a {type(model).__name__}")
+            if not quantization:
+                tensors = check_dtypes(tensors, model.dtype, convert)
         try:
             model.load_state_dict(tensors)
         except (TypeError, ValueError) as e:

@@ -28,10 +28,6 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=
 SEED = 20261203
 TOL = {np.float32: (2e-4, 2e-5), np.float64: (1e-9, 1e-11)}
 
-# An empty lengths list (B = 0) is handed over as an int64 array until pyrnn takes an empty list
-# (test_empty_lengths_list_for_an_empty_batch, a strict xfail until then, says when).
-EMPTY_LENGTHS_LIST_ACCEPTED = False
-
 PRESENTATIONS = ["plain", "strided", "fortran", "readonly", "list", "swapped"]
 
 
@@ -120,7 +116,7 @@ def lengths_strategy(draw, T, B, batched):
         return None
     values = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
     form = draw(st.sampled_from(["list", "int32", "int64"]))
-    if form == "list" and (B > 0 or EMPTY_LENGTHS_LIST_ACCEPTED):
+    if form == "list":
         return values
     return np.array(values, dtype=np.int32 if form == "int32" else np.int64)
 
@@ -374,8 +370,6 @@ def test_xlstm_cells_match_reference(case, dtype, machine, ways):
     compare(lambda c, hand: run_xlstm_cell(c, hand, dtype), case, dtype, machine, ways)
 
 
-@pytest.mark.xfail(not EMPTY_LENGTHS_LIST_ACCEPTED, strict=True,
-                   reason="lengths=[] is read as float64; set EMPTY_LENGTHS_LIST_ACCEPTED once it is accepted")
 def test_empty_lengths_list_for_an_empty_batch():
     y, h_n = pyrnn.GRU(3, 4)(np.zeros((2, 0, 3), np.float32), lengths=[])
     assert y.shape == (2, 0, 4) and h_n.shape == (1, 0, 4)

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "vec/vec.h"
@@ -512,6 +513,8 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
                  const PackedB<T>& Bp, T beta, T* C, index ldc) {
   using Bk = Blocking<T>;
   constexpr int NR = Bk::NR;
+  if constexpr (std::is_same_v<T, float>)
+    if (Bp.quant.kind != QuantKind::None) return quant_gemm_packed(M, n_begin, n_end, A, lda, Bp.quant, beta, C, ldc);
   const index K = Bp.K;
   if (M <= 0 || n_end <= n_begin) return;
   if (K <= 0) return scale_c(M, n_end - n_begin, beta, C + n_begin, ldc);

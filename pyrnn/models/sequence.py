@@ -36,7 +36,8 @@ class _Recurrent(Model):
         self.rnn = make_recurrent(cell, self.input_size, hidden_size, num_layers, bidirectional,
                                   dropout if num_layers > 1 else 0.0, dtype, child_seed(seed, 2))
         if not isinstance(cell, str):   # a layer instance: its sizes win, and the config says so
-            self.config.update(hidden_size=self.rnn.hidden_size, num_layers=self.rnn.num_layers,
+            self.config.update(hidden_size=getattr(self.rnn, "hidden_size", output_size(self.rnn)),
+                               num_layers=getattr(self.rnn, "num_layers", 1),
                                bidirectional=num_directions(self.rnn) == 2)
         self.drop = Dropout(dropout, dtype=dtype, seed=child_seed(seed, 3))
         self.features = num_directions(self.rnn) * output_size(self.rnn)
