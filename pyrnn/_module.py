@@ -21,6 +21,8 @@ differences.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,13 +88,58 @@ def _canonical(dtype: Any) -> np.dtype:
     return np.dtype(np.dtype(dtype).name)
 
 
-def _own_array(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``arr`` with the canonical ``dtype`` object, as an array whose data it may write."""
-    if not arr.flags.writeable:
-        return arr.astype(dtype)
-    if arr.dtype is not dtype and arr.dtype == dtype:
-        arr.dtype = dtype
-    return arr
+def _own_array(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a copy of it if its data is read-only (protocol 5 unpickles frozen arrays
+    over the pickle's bytes)."""
+    return arr if arr.flags.writeable else arr.copy()
+
+
+class PerThread:
+    """An attribute each thread sees its own value of: what a training-mode forward keeps for
+    its ``backward`` belongs to the thread that ran the forward. ``factory`` makes a thread's
+    first value (None if not given)."""
+
+    def __init__(self, factory: Any = None) -> None:
+        self.factory = factory
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        values = _thread_values(obj)
+        if self.name not in values:
+            values[self.name] = self.factory() if self.factory else None
+        return values[self.name]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        _thread_values(obj)[self.name] = value
+
+
+def _thread_values(obj: Any) -> dict[str, Any]:
+    """The calling thread's per-thread values of ``obj`` (a threading.local's dict)."""
+    local = obj.__dict__.get("_per_thread")
+    if local is None:
+        local = obj.__dict__.setdefault("_per_thread", threading.local())
+    return local.__dict__
+
+
+def _backward_lock(obj: Any) -> Any:
+    lock = obj.__dict__.get("_backward_lock")
+    if lock is None:
+        lock = obj.__dict__.setdefault("_backward_lock", threading.RLock())
+    return lock
+
+
+def _locked_backward(backward: Any) -> Any:
+    """``backward`` run under the module's lock: threads that train one module together keep
+    their own tapes (see :class:`PerThread`) and add their gradients one after the other."""
+    @functools.wraps(backward)
+    def locked(self, *args: Any, **kwargs: Any) -> Any:
+        with _backward_lock(self):
+            return backward(self, *args, **kwargs)
+    return locked
 
 
 class Module:
@@ -104,13 +151,17 @@ class Module:
     ``_transient`` names the attributes that pickling leaves out (caches, tapes, packings).
     """
 
-    # Attributes never pickled nor copied: per-call caches and tapes, packed weights. After
-    # unpickling they are None, then ``_drop_caches`` and ``_mode_changed`` set them up.
-    _transient: tuple[str, ...] = ("_cache",)
-    _cache: Any = None          # what the last training-mode forward kept for backward
-
+    # Attributes never pickled nor copied: per-thread caches and tapes, locks, packed weights.
+    # After unpickling they are rebuilt on demand (``_drop_caches`` and ``_mode_changed`` run).
+    _transient: tuple[str, ...] = ("_per_thread", "_backward_lock")
+    _cache = PerThread()        # what this thread's last training-mode forward kept for backward
     dtype: np.dtype
     training: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            cls.backward = _locked_backward(cls.__dict__["backward"])
 
     def __init__(self, dtype: Any = np.float32) -> None:
         object.__setattr__(self, "_modules", {})
@@ -212,6 +263,14 @@ class Module:
             param.flags.writeable = not frozen
         self._weights_changed()
 
+    def _random_streams(self) -> dict[str, np.random.Generator]:
+        """The random generators (dropout masks) of this module and its children by dotted
+        attribute path: a checkpoint keeps their states so that training resumes bitwise."""
+        out = {name: v for name, v in self.__dict__.items() if isinstance(v, np.random.Generator)}
+        for prefix, child in self._modules.items():
+            out.update({f"{prefix}.{k}": v for k, v in child._random_streams().items()})
+        return out
+
     # -- modes ------------------------------------------------------------------------------------
 
     def train(self, mode: bool = True):
@@ -219,6 +278,7 @@ class Module:
         is active. Applies to the children too. Returns self."""
         object.__setattr__(self, "training", bool(mode))
         if not self.training:
+            self.__dict__.pop("_per_thread", None)     # every thread's caches
             self._drop_caches()
         self._mode_changed()
         for child in self._modules.values():
@@ -279,22 +339,18 @@ class Module:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        dtype = state["dtype"] = _canonical(state["dtype"])
-        # Parameters and gradients as this module's own writable arrays of the canonical dtype
-        # (NumPy makes new dtype objects when it unpickles, and protocol 5 gives back read-only
-        # arrays over the pickle's bytes when they were frozen); attributes that were the same
-        # array stay the same array.
+        state["dtype"] = _canonical(state["dtype"])
+        # Parameters and gradients as arrays this module may write (frozen ones come back
+        # read-only from protocol 5); attributes that were the same array stay the same array.
         renamed: dict[int, np.ndarray] = {}
         for store in ("_params", "_grads"):
             arrays = state[store] = dict(state[store])
             for name, arr in arrays.items():
-                arrays[name] = renamed.setdefault(id(arr), _own_array(arr, dtype))
+                arrays[name] = renamed.setdefault(id(arr), _own_array(arr))
         for name, value in state.items():
             if isinstance(value, np.ndarray) and id(value) in renamed:
                 state[name] = renamed[id(value)]
         self.__dict__.update(state)
-        for name in self._transient_names():
-            object.__setattr__(self, name, None)
         self._drop_caches()
         self._mode_changed()
 

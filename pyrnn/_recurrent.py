@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _core
-from ._module import Module, Tape
+from ._module import Module, PerThread, Tape
 
 
 class PackedKernels:
@@ -96,8 +96,7 @@ class RecurrentLayer(Module):
     # Names of the state components in messages: of the initial states, of their gradients.
     state_names: tuple[str, ...]
     grad_state_names: tuple[str, ...]
-    _transient = ("_tape",)
-    _tape: Tape | None = None
+    _tape = PerThread()        # this thread's last training-mode forward, for its backward
     # The width of y in messages: core layers "D*H_out", xLSTM layers "H".
     _y_width_legend = "D*H_out"
 

@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _core
-from ._module import GATES, Module
+from ._module import GATES, Module, PerThread
 from ._recurrent import PackedKernels
 
 
 class _Cell(PackedKernels, Module):
     """Shared implementation of the cells (use RNNCell, LSTMCell, GRUCell)."""
 
-    _transient = ("_caches",)
+    # (layer_forward cache, batched, B) of this thread's training-mode calls, newest last
+    _caches = PerThread(list)
     _stacked_state = False
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, dtype: Any,
@@ -43,7 +44,6 @@ class _Cell(PackedKernels, Module):
         if self.peepholes:
             shapes["weight_peephole"] = (3 * self.hidden_size,)
         self._create_parameters(shapes, self.hidden_size, np.random.default_rng(seed))
-        self._caches: list[tuple[Any, bool, int]] = []   # (layer_forward cache, batched, B) per call
 
     def _weights(self) -> tuple:
         """(w_ih, w_hh, b_ih, b_hh, w_hr, w_peep) as the layer kernels take them."""

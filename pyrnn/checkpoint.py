@@ -356,8 +356,22 @@ def _core_config(model: Any) -> dict[str, Any] | None:
     return cfg
 
 
-def _classes() -> dict[str, Any]:
-    from . import cells, layers
+def module_config(module: Any, name: str | None = None) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``module`` as the class ``name`` (default: its
+    own) from :func:`module_classes` (its ``get_config()``, or those of a core layer or cell);
+    TypeError for a module pyrnn cannot rebuild."""
+    name = name or type(module).__name__
+    config = module.get_config() if hasattr(module, "get_config") else _core_config(module)
+    if config is None or name not in module_classes():
+        raise TypeError(f"pyrnn.save: don't know how to rebuild a {name}; save its "
+                        "state_dict() with pyrnn.checkpoint.save_file instead")
+    return config
+
+
+def module_classes() -> dict[str, Any]:
+    """The classes :func:`load` rebuilds, by name: the models, the core layers and cells, and
+    the ``nn`` building blocks (with ``Sequential``)."""
+    from . import cells, layers, nn
     from .models import MODELS
 
     out = dict(MODELS)
@@ -365,28 +379,98 @@ def _classes() -> dict[str, Any]:
         out[name] = getattr(layers, name)
     for name in ("RNNCell", "LSTMCell", "GRUCell"):
         out[name] = getattr(cells, name)
+    for name in ("Sequential", "Linear", "Embedding", "Dropout", "Identity", "Tanh", "Sigmoid", "ReLU",
+                 "LeakyReLU", "LayerNorm", "GroupNorm"):
+        out[name] = getattr(nn, name)
     return out
 
 
-def save(model: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> str:
+# Names of the optimizer's arrays among the file's tensors: OPTIMIZER_PREFIX + "param/key".
+OPTIMIZER_PREFIX = "__optimizer__/"
+
+
+def save(model: Any, path: str | os.PathLike, metadata: Mapping[str, str] | None = None, *,
+         optimizer: Any = None, scheduler: Any = None) -> str:
     """Save ``model``'s weights and architecture (class and config) to one safetensors file,
-    atomically. Works for the architectures in ``pyrnn.models`` and the core layers and cells."""
+    atomically. Works for the architectures in ``pyrnn.models``, the core layers and cells and
+    ``nn.Sequential`` of supported modules.
+
+    With ``optimizer`` (and ``scheduler``) the file also holds what resuming training needs:
+    the optimizer's hyperparameters and moments, the schedule's counters and the model's random
+    streams (dropout); :func:`load` with ``into=`` and the same arguments restores them, and
+    training continues bitwise as if it had not stopped."""
     from . import __version__
     from .quantize import float_class_name, quantized_dtype
 
     name = float_class_name(model)
-    config = model.get_config() if hasattr(model, "get_config") else _core_config(model)
-    if config is None or name not in _classes():
-        raise TypeError(f"pyrnn.save: don't know how to rebuild a {name}; save its state_dict() with "
-                        "pyrnn.checkpoint.save_file instead")
+    config = module_config(model, name)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pyrnn_version": __version__,
             "class": name, "config": json.dumps(config, sort_keys=True)}
     if quantized_dtype(model):
         meta["quantization"] = quantized_dtype(model)  # load quantizes the rebuilt float model
+    tensors = dict(model.state_dict())
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = json.dumps({"type": state["type"], "hyperparameters": state["hyperparameters"]})
+        for param, entries in state["state"].items():
+            for key, value in entries.items():
+                tensors[f"{OPTIMIZER_PREFIX}{param}/{key}"] = value
+        meta["random_streams"] = json.dumps({k: g.bit_generator.state for k, g in model._random_streams().items()})
+    if scheduler is not None:
+        meta["scheduler"] = json.dumps(scheduler.state_dict())
     if metadata:
         meta.update({f"user.{k}": str(v) for k, v in metadata.items()})
-    save_file(model.state_dict(), path, meta)
+    save_file(tensors, path, meta)
     return os.fspath(path)
+
+
+def _check_children_configs(config: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> None:
+    """:func:`check_config` for each child of a ``Sequential`` config, and every size in a
+    child's config no larger than the file's largest tensor dimension (a Linear's or
+    Embedding's weight no larger than its largest tensor), before anything is built."""
+    modules = config.get("modules")
+    if not isinstance(modules, list) or not all(isinstance(m, list) and len(m) == 2 for m in modules):
+        raise CheckpointError("corrupt Sequential config: 'modules' must be a list of [class, config] pairs")
+    largest_dim = max((d for t in tensors.values() for d in t.shape), default=0)
+    largest_count = max((t.size for t in tensors.values()), default=0)
+    for i, (cls_name, child) in enumerate(modules):
+        check_config(child, {k[len(f"{i}."):]: v for k, v in tensors.items() if k.startswith(f"{i}.")})
+        sizes = [v for v in child.values() if isinstance(v, int) and not isinstance(v, bool)]
+        if any(v > largest_dim for v in sizes) or (
+                cls_name in ("Linear", "Embedding") and len(sizes) >= 2 and sizes[0] * sizes[1] > largest_count):
+            raise CheckpointError(f"Sequential module {i} ({cls_name}) has sizes {sizes} that the file's "
+                                  f"tensors cannot hold (largest dimension {largest_dim})")
+
+
+def _restore_training(meta: Mapping[str, str], tensors: Mapping[str, np.ndarray], model: Any,
+                      optimizer: Any, scheduler: Any) -> None:
+    """Load the optimizer state, schedule and random streams that :func:`save` stored."""
+    if optimizer is not None and getattr(optimizer, "_module", model) is not model:
+        raise CheckpointError("the optimizer does not optimize the model loaded into: build it on into=")
+    try:
+        if optimizer is not None:
+            if "optimizer" not in meta:
+                raise CheckpointError("the file holds no optimizer state (saved without optimizer=)")
+            stored = json.loads(meta["optimizer"])
+            arrays: dict[str, dict[str, np.ndarray]] = {}
+            for name, value in tensors.items():
+                if name.startswith(OPTIMIZER_PREFIX):
+                    param, _, key = name[len(OPTIMIZER_PREFIX):].rpartition("/")
+                    arrays.setdefault(param, {})[key] = value
+            optimizer.load_state_dict({"type": stored["type"], "hyperparameters": stored["hyperparameters"],
+                                       "state": arrays})
+            streams = model._random_streams()
+            for path, state in json.loads(meta.get("random_streams", "{}")).items():
+                if path in streams:
+                    streams[path].bit_generator.state = state
+        if scheduler is not None:
+            if "scheduler" not in meta:
+                raise CheckpointError("the file holds no scheduler state (saved without scheduler=)")
+            scheduler.load_state_dict(json.loads(meta["scheduler"]))
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError, RecursionError) as e:
+        raise CheckpointError(f"cannot restore the training state: {e}") from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -411,20 +495,29 @@ def check_dtypes(tensors: Mapping[str, np.ndarray], dtype: Any, convert: bool = 
     return {name: t.astype(dtype, copy=False) for name, t in tensors.items()}
 
 
-def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) -> Any:
+def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False, optimizer: Any = None,
+         scheduler: Any = None) -> Any:
     """Rebuild the model saved by :func:`save` (or, with ``into``, load the weights into that
     model after checking that its class and every name and shape match). The config is checked
     against the file's tensors before the model is built (:func:`check_config`). Tensors of
-    another dtype than the model's are refused unless ``convert=True`` casts them."""
+    another dtype than the model's are refused unless ``convert=True`` casts them.
+
+    To resume training, build the model, optimizer and scheduler as before and pass them:
+    ``load(path, into=model, optimizer=opt, scheduler=sched)`` restores their states too."""
     from .quantize import float_class_name, quantize, quantized_dtype
 
     where = os.fspath(path)
+    if (optimizer is not None or scheduler is not None) and into is None:
+        raise TypeError("load: optimizer= and scheduler= restore objects built on the model: pass that "
+                        "model as into=")
     tensors, meta = load_file(path)
+    training_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{where}: not a pyrnn checkpoint (its metadata has no "
                               "format=pyrnn); read it with pyrnn.checkpoint.load_file")
     name = meta.get("class")
-    classes = _classes()
+    classes = module_classes()
     quantization = meta.get("quantization") or None  # set by save for pyrnn.quantize's copies
     try:
         if into is None:
@@ -435,6 +528,8 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) ->
             except (ValueError, RecursionError) as e:
                 raise CheckpointError(f"corrupt config in the metadata ({e})") from None
             check_config(config, tensors)
+            if name == "Sequential":
+                _check_children_configs(config, tensors)
             try:
                 dtype = np.dtype(config.get("dtype", "float32"))
             except (TypeError, ValueError) as e:
@@ -459,6 +554,7 @@ def load(path: str | os.PathLike, into: Any = None, *, convert: bool = False) ->
             model.load_state_dict(tensors)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"weights do not match the {name}: {e}") from None
+        _restore_training(meta, training_tensors, model, optimizer, scheduler)
     except CheckpointError as e:
         raise CheckpointError(f"{where}: {e}") from None
     return model

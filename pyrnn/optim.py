@@ -105,6 +105,48 @@ class Optimizer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr:g}, {len(self.params)} parameters)"
 
+    # -- saving and resuming -----------------------------------------------------------------------
+
+    _not_hyperparameters = ("params", "grads", "state", "_module")
+
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs: ``{"type", "hyperparameters", "state"}`` with the
+        hyperparameters as they are now (``lr`` as scheduled, ``steps`` taken, betas, ...) and
+        copies of the per-parameter arrays (moments, momentum buffers) by parameter name."""
+        hyper = {k: v for k, v in self.__dict__.items() if k not in self._not_hyperparameters}
+        return {"type": type(self).__name__, "hyperparameters": hyper,
+                "state": {name: {k: v.copy() for k, v in st.items()} for name, st in self.state.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (of an optimizer of the same type over parameters of the
+        same names and shapes); everything is checked before anything changes."""
+        if not isinstance(state, Mapping) or not {"type", "hyperparameters", "state"} <= set(state):
+            raise ValueError("load_state_dict expects the mapping optimizer.state_dict() returns "
+                             "(keys type, hyperparameters, state)")
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"load_state_dict: the state is of a {state['type']}, this is a {type(self).__name__}")
+        hyper = dict(state["hyperparameters"])
+        unknown = sorted(set(hyper) - set(self.__dict__) - set(self._not_hyperparameters))
+        if unknown:
+            raise ValueError(f"load_state_dict: unknown hyperparameters {', '.join(unknown)}")
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for name, entries in state["state"].items():
+            if name not in self.params:
+                raise ValueError(f"load_state_dict: the state has parameter {name!r}, which this optimizer "
+                                 "does not update")
+            p = self.params[name]
+            arrays[name] = {}
+            for key, value in entries.items():
+                arr = np.array(value, dtype=p.dtype)
+                if arr.shape != p.shape:
+                    raise ValueError(f"load_state_dict: state {name}.{key} has shape {arr.shape}, the "
+                                     f"parameter {p.shape}")
+                arrays[name][key] = arr
+        for key, value in hyper.items():
+            current = self.__dict__.get(key)
+            self.__dict__[key] = tuple(value) if isinstance(current, tuple) else value
+        self.state = {name: arrays.get(name, {}) for name in self.params}
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if self._module is not None:   # the module's own arrays: found again through it
@@ -189,7 +231,28 @@ class AdamW(Adam):
         super().__init__(target, lr, betas, eps, weight_decay)
 
 
-class StepLR:
+class Scheduler:
+    """Base of the learning-rate schedules: ``state_dict`` / ``load_state_dict`` hold
+    everything but the optimizer (counters, best values, the schedule's settings)."""
+
+    optimizer: Optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__,
+                "state": {k: v for k, v in self.__dict__.items() if k != "optimizer"}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping) or state.get("type") != type(self).__name__:
+            got = state.get("type") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"load_state_dict: expected the state_dict() of a {type(self).__name__}, got {got}")
+        values = dict(state["state"])
+        unknown = sorted(set(values) - set(self.__dict__))
+        if unknown:
+            raise ValueError(f"load_state_dict: unknown entries {', '.join(unknown)}")
+        self.__dict__.update(values)
+
+
+class StepLR(Scheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` calls of ``step()`` (epochs)."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
@@ -204,7 +267,7 @@ class StepLR:
         return self.optimizer.lr
 
 
-class CosineLR:
+class CosineLR(Scheduler):
     """Cosine annealing from the initial rate to ``eta_min`` over ``T_max`` calls of ``step()``
     (as ``torch.optim.lr_scheduler.CosineAnnealingLR``, then held at ``eta_min``); optional
     linear ``warmup`` steps first."""
@@ -292,7 +355,7 @@ class Adagrad(Optimizer):
         p -= (lr * g / (np.sqrt(acc) + self.eps)).astype(p.dtype, copy=False)
 
 
-class _BatchSchedule:
+class _BatchSchedule(Scheduler):
     """A schedule over optimizer steps: ``fit`` calls ``step()`` after every batch
     (``interval = "batch"``); calling it once per epoch instead counts epochs."""
 
@@ -362,7 +425,7 @@ class OneCycleLR(_BatchSchedule):
         return self.optimizer.lr
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(Scheduler):
     """Multiply the rate by ``factor`` when ``monitor`` (a log of ``fit``, e.g. ``"val_loss"``) has
     not improved for ``patience`` epochs, as ``torch.optim.lr_scheduler.ReduceLROnPlateau``
     (relative threshold, cooldown, ``min_lr``). ``step(value)`` once per epoch; ``fit`` passes

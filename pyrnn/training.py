@@ -106,10 +106,14 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model (``pyrnn.save``: safetensors, atomic) after each epoch, or only when
-    ``monitor`` improves with ``save_best_only``."""
+    ``monitor`` improves with ``save_best_only``. Given the ``optimizer`` (and ``scheduler``)
+    that ``fit`` uses, the file also holds their states, so that training can resume from it
+    (``pyrnn.load(path, into=model, optimizer=..., scheduler=...)``)."""
 
-    def __init__(self, path: str, monitor: str = "val_loss", mode: str = "min", save_best_only: bool = True) -> None:
+    def __init__(self, path: str, monitor: str = "val_loss", mode: str = "min", save_best_only: bool = True,
+                 optimizer: Any = None, scheduler: Any = None) -> None:
         self.path, self.monitor, self.mode, self.save_best_only = str(path), monitor, mode, save_best_only
+        self.optimizer, self.scheduler = optimizer, scheduler
 
     def on_train_begin(self, model, history):
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -125,7 +129,8 @@ class ModelCheckpoint(Callback):
                 return False
             self.best, self.best_epoch = logs[self.monitor], epoch
         if is_main_process():
-            save(model, self.path, metadata={"epoch": str(epoch)})
+            save(model, self.path, metadata={"epoch": str(epoch)}, optimizer=self.optimizer,
+                 scheduler=self.scheduler)
         return False
 
 

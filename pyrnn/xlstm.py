@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _core, reference_xlstm
-from ._module import Module
+from ._module import Module, PerThread
 from ._recurrent import RecurrentLayer
 
 __all__ = ["SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack", "from_official"]
@@ -259,7 +259,7 @@ class _XCell(Module):
     its tape on a stack; ``backward`` consumes the latest."""
 
     _layer_class: type
-    _transient = ("_caches",)
+    _caches = PerThread(list)     # (tape, batched) of this thread's training-mode calls, newest last
     # The configuration the cell shows, as the layer's.
     _config = ("input_size", "hidden_size", "num_heads", "head_dim", "bias", "seed", "kind", "state_names")
 
@@ -272,7 +272,6 @@ class _XCell(Module):
         for name in layer._params:
             self._params[name[:-len("_l0")]] = layer._params[name]
             self._grads[name[:-len("_l0")]] = layer._grads[name]
-        self._caches: list[tuple[Any, bool]] = []
 
     def _mode_changed(self) -> None:
         self._layer.train(self.training)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
-from ._module import Module
+from ._module import Module, PerThread
 
 LN_EPS = 1e-5
 
@@ -59,8 +59,7 @@ class xLSTMBlockStack(Module):
     ``post_norm.weight``; ``parameters()``, ``grads``, ``state_dict()`` as the layers.
     """
 
-    _transient = ("_tape",)
-    _tape: Any = None
+    _tape = PerThread()      # this thread's last training-mode forward, for its backward
 
     def __init__(self, embedding_dim: int, blocks: Any = "ms", num_heads: int = 4,
                  proj_factor: float = 2.0, ffn_factor: float = 4.0 / 3.0, batch_first: bool = False,

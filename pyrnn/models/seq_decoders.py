@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
+from .._module import PerThread
 from ..losses import log_softmax
 from ..nn import Dropout, Embedding, Linear, Tanh
 from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, has_cell_state,
@@ -215,6 +216,8 @@ class EncoderDecoder(_TokenDecoder):
     ``logits = model(src, tgt_in, src_lengths=None, tgt_lengths=None)``;
     ``model.generate(src, src_lengths=None, max_len=50, beam_width=1, length_penalty=0.0)``.
     """
+
+    _encoder_state = PerThread()   # the encoder's final state of this thread's forward
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, hidden_size: int = 64,
                  embedding_dim: int | None = None, cell: str = "lstm", num_layers: int = 1,

@@ -32,6 +32,10 @@ class Linear(Module):
                      if bias else None)
         self._cache = None
 
+    def get_config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "dtype": self.dtype.name}
+
     def __call__(self, x: Any) -> np.ndarray:
         x = _as_input(x, self.dtype, kept=self.training)  # backward reads it
         if x.ndim < 1 or x.shape[-1] != self.in_features:
@@ -86,6 +90,10 @@ class Embedding(Module):
         self.weight = self._add_parameter("weight", w)
         self._cache = None
 
+    def get_config(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "dtype": self.dtype.name}
+
     def __call__(self, ids: Any) -> np.ndarray:
         ids = np.asarray(torch_free(ids))
         if ids.dtype.kind not in "iu":
@@ -133,6 +141,9 @@ class Dropout(Module):
         self._rng = np.random.default_rng(seed)
         self._cache = None
 
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.p, "dtype": self.dtype.name}
+
     def __call__(self, x: Any) -> np.ndarray:
         x = _as_input(x, self.dtype)
         if not self.training or self.p == 0.0:
@@ -167,6 +178,9 @@ class _Elementwise(Module):
     def __init__(self, dtype: Any = np.float32) -> None:
         super().__init__(dtype)
         self._cache = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dtype": self.dtype.name}
 
     def __call__(self, x: Any) -> np.ndarray:
         x = _as_input(x, self.dtype, kept=self.training)  # backward reads it
@@ -221,6 +235,9 @@ class LeakyReLU(_Elementwise):
     def __init__(self, negative_slope: float = 0.01, dtype: Any = np.float32) -> None:
         super().__init__(dtype)
         self.negative_slope = float(negative_slope)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope, "dtype": self.dtype.name}
 
     def _f(self, x):
         return np.where(x > 0, x, x * self.dtype.type(self.negative_slope))

@@ -23,6 +23,27 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a module")
             self._add_module(str(i), m)
 
+    def get_config(self) -> dict[str, Any]:
+        """The children's classes and configs (JSON-serialisable), for ``pyrnn.save``."""
+        from ..checkpoint import module_config
+
+        return {"modules": [[type(m).__name__, module_config(m)] for m in self._modules.values()],
+                "dtype": self.dtype.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        from ..checkpoint import module_classes
+
+        classes = module_classes()
+        children = []
+        for name, child_config in config["modules"]:
+            if name not in classes:
+                raise ValueError(f"Sequential: unknown module class {name!r}")
+            child_cls = classes[name]
+            children.append(child_cls.from_config(child_config) if hasattr(child_cls, "from_config")
+                            else child_cls(**child_config))
+        return cls(*children, dtype=config.get("dtype", "float32"))
+
     def __len__(self) -> int:
         return len(self._modules)
 

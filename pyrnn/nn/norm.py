@@ -54,6 +54,10 @@ class GroupNorm(Module):
         self.bias = self._add_parameter("bias", np.zeros(self.num_channels)) if affine and bias else None
         self._cache = None
 
+    def get_config(self) -> dict[str, Any]:
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
+                "affine": self.affine, "bias": self.bias is not None, "dtype": self.dtype.name}
+
     def __call__(self, x: Any) -> np.ndarray:
         x = _checks.float_array(x, "x", self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.num_channels:
@@ -93,6 +97,10 @@ class LayerNorm(GroupNorm):
     def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, dtype: Any = np.float32) -> None:
         super().__init__(1, normalized_shape, eps, elementwise_affine, bias, dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"normalized_shape": self.num_channels, "eps": self.eps, "elementwise_affine": self.affine,
+                "bias": self.bias is not None, "dtype": self.dtype.name}
 
     def _extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}" + ("" if self.affine else ", elementwise_affine=False")
