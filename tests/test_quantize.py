@@ -388,7 +388,9 @@ def test_pyrnn_isa_forces_the_quantized_kernels(name):
     code = ("import pyrnn; from pyrnn import _core; print(_core.active_isa()); "
             "print(_core.quant_kernels()['int8'])")
     env = {**os.environ, "PYRNN_ISA": name}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # outside the source tree, whose pyrnn/ has no compiled module (python -c reads the cwd first)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(pyrnn.__file__)))
     assert proc.returncode == 0, proc.stderr
     isa, kernel = proc.stdout.splitlines()
     assert isa == name

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -250,8 +251,10 @@ def _python(code: str, env_extra: dict[str, str], timeout: float = 120) -> subpr
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(pyrnn.__file__)),
                                                       env.get("PYTHONPATH")]))
+    # outside the source tree: ``python -c`` puts the working directory first on sys.path, where
+    # the source's pyrnn/ (without the compiled module) would shadow the installed one
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("env,threads,source", [
