@@ -64,13 +64,7 @@ def _sequences(est: BaseEstimator, X: Any, reset: bool) -> np.ndarray | list[np.
     checks ``n_features_in_``."""
     name = type(est).__name__
     if _is_ragged(X):
-        seqs = []
-        for i, s in enumerate(X):
-            try:
-                seqs.append(check_array(s, dtype=_FLOATS, input_name=f"X[{i}]").astype(np.float32, copy=False))
-            except ValueError as e:
-                raise ValueError(f"{name}: X is a list of sequences of different lengths, each (T_i, n_features); "
-                                 f"sequence {i}: {e}") from e
+        seqs = [_one_sequence(s, i, name) for i, s in enumerate(X)]
         widths = {s.shape[1] for s in seqs}
         if len(widths) > 1:
             raise ValueError(f"{name}: the sequences in X have different numbers of features {sorted(widths)}")
@@ -82,7 +76,7 @@ def _sequences(est: BaseEstimator, X: Any, reset: bool) -> np.ndarray | list[np.
         if arr.shape[1] < 1 or arr.shape[2] < 1:
             raise ValueError(f"{name}: X has shape {arr.shape}: sequences need length >= 1 and >= 1 feature")
         _set_or_check_features(est, arr.shape[2], reset)
-        return arr.astype(np.float32, copy=False)
+        return _float32(arr, f"{name}: X")
     if ndim > 3:
         raise ValueError(f"{name}: X has {ndim} dimensions; expected (n_samples, n_features), "
                          "(n_samples, T, n_features) or a list of (T_i, n_features) arrays")
@@ -95,7 +89,33 @@ def _sequences(est: BaseEstimator, X: Any, reset: bool) -> np.ndarray | list[np.
             raise ValueError(f"{e} A 2-D X is read as (n_samples, n_features), one step per sample; a batch "
                              "of univariate series is (n_samples, T, 1).") from e
         raise
-    return arr.astype(np.float32, copy=False)[:, None, :]
+    return _float32(arr, f"{name}: X")[:, None, :]
+
+
+def _one_sequence(s: Any, i: int, name: str) -> np.ndarray:
+    """Sequence ``i`` of a ragged list as float32 (T_i, F), checked (lighter than check_array,
+    which costs about 0.2 ms a call: as much as a training step on a thousand sequences)."""
+    where = f"{name}: X is a list of sequences of different lengths; sequence {i}"
+    a = np.asarray(s)
+    if a.dtype.kind == "c":
+        raise ValueError(f"{where} is complex; expected real numbers")
+    if a.dtype.kind not in "biuf":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where} cannot be read as numbers: {e}") from e
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{where} has shape {a.shape}; expected (T_i, n_features) with T_i >= 1 "
+                         "(a univariate sequence is x[:, None])")
+    return _float32(a, where)
+
+
+def _float32(a: np.ndarray, where: str) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):   # overflow becomes inf, refused below
+        out = a.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{where} contains NaN, infinity or a value too large for float32")
+    return out
 
 
 def _set_or_check_features(est: BaseEstimator, n_features: int, reset: bool) -> None:
