@@ -22,6 +22,7 @@ using namespace pyrnn::bind;
 
 void bind_testing(py::module_& m);  // bindings_testing.cpp
 void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
+void bind_blocks(py::module_& m);   // bindings_blocks.cpp
 
 namespace {
 
@@ -426,6 +427,7 @@ PYBIND11_MODULE(_core, m) {
 
   bind_testing(m);
   bind_xlstm(m);
+  bind_blocks(m);
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

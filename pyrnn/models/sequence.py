@@ -108,8 +108,7 @@ class Seq2Vec(_Recurrent):
         dpooled = self.drop.backward(self.head.backward(dout))
         B, T, F = cache["shape"]
         st = cache["state"]
-        dy = np.zeros((B, T, F), self.dtype)
-        dstate = None
+        dy, dstate = None, None   # "last" pooling: the per-step outputs get no gradient
         if self.pooling == "last":
             D, H = self.rnn.num_directions, self.rnn.output_size
             dh = np.zeros_like(st[0])
@@ -120,6 +119,7 @@ class Seq2Vec(_Recurrent):
             mask = sequence_mask(cache["lengths"], T)
             dy = (mask[..., None] * (dpooled / cache["lengths"][:, None])[:, None, :]).astype(self.dtype)
         else:
+            dy = np.zeros((B, T, F), self.dtype)
             np.put_along_axis(dy, cache["argmax"][:, None, :], dpooled[:, None, :], axis=1)
         return self._encode_backward(dy, dstate)
 
