@@ -17,6 +17,7 @@ import numpy as np
 from . import _backend, _core, reference_blocks
 
 _native = _core.blocks
+_KERNEL_DTYPES = "fd"   # float32, float64 (dtype.char: a cheap test on hot paths)
 
 
 def ops() -> ModuleType:
@@ -89,7 +90,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray, scale: np.ndarray,
 def _in_place_ops(p: np.ndarray) -> ModuleType:
     # The kernels update C-contiguous float32/float64 arrays; any other parameter array an
     # optimizer is given (a strided view, float16) is updated by the reference, in place.
-    if p.flags.c_contiguous and p.dtype in (np.float32, np.float64):
+    if p.flags.c_contiguous and p.dtype.char in _KERNEL_DTYPES:
         return ops()
     return reference_blocks
 
@@ -116,5 +117,5 @@ def embedding_backward(ids: np.ndarray, dout: np.ndarray, skip: int | None, dwei
 
 def sum_squares(x: np.ndarray) -> float:
     """The sum of ``x**2``, accumulated in float64."""
-    k = ops() if x.dtype in (np.float32, np.float64) else reference_blocks
+    k = ops() if x.dtype.char in _KERNEL_DTYPES else reference_blocks
     return float(k.sum_squares(_c(x)))

@@ -92,21 +92,30 @@ def cross_entropy(logits: Any, targets: Any, mask: Any = None, ignore_index: int
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     C = logits.shape[-1]
-    valid = np.ones(targets.shape, bool)
-    if ignore_index is not None:
-        valid &= targets != ignore_index
-    m = _mask(mask, targets.shape)
-    if m is not None:
-        valid &= np.broadcast_to(m.reshape(m.shape + (1,) * (targets.ndim - m.ndim)), targets.shape)
-    safe = np.where(valid, targets, 0)
-    if valid.any() and (safe.min() < 0 or safe.max() >= C):
-        bad = safe[(safe < 0) | (safe >= C)].flat[0]
-        raise ValueError(f"targets: class {bad} is outside 0..{C - 1}")
-    count = max(int(valid.sum()), 1)
     flat = _kernel_dtype(logits).reshape(-1, C)
-    scale = (valid / count).astype(flat.dtype).reshape(-1)
-    per, grad = _dense.cross_entropy(flat, safe.reshape(-1).astype(np.int64), scale, float(label_smoothing))
-    loss = float(np.sum(per[valid.reshape(-1)]) / count)
+    m = _mask(mask, targets.shape)
+    valid = None   # None: every position counts (and the kernel checks the classes)
+    safe = targets
+    if ignore_index is not None or m is not None:
+        valid = np.ones(targets.shape, bool)
+        if ignore_index is not None:
+            valid &= targets != ignore_index
+        if m is not None:
+            valid &= np.broadcast_to(m.reshape(m.shape + (1,) * (targets.ndim - m.ndim)), targets.shape)
+        safe = np.where(valid, targets, 0)
+        if valid.any() and (safe.min() < 0 or safe.max() >= C):
+            bad = safe[(safe < 0) | (safe >= C)].flat[0]
+            raise ValueError(f"targets: class {bad} is outside 0..{C - 1}")
+    rows = flat.shape[0]
+    if valid is None:
+        count = max(rows, 1)
+        scale = np.full(rows, 1.0 / count, flat.dtype)
+    else:
+        count = max(int(valid.sum()), 1)
+        scale = (valid / count).astype(flat.dtype).reshape(-1)
+    per, grad = _dense.cross_entropy(flat, safe.reshape(-1).astype(np.int64, copy=False), scale,
+                                     float(label_smoothing))
+    loss = float((per.sum() if valid is None else np.sum(per[valid.reshape(-1)])) / count)
     return loss, grad.reshape(logits.shape).astype(logits.dtype, copy=False)
 
 
