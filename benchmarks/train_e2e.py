@@ -250,9 +250,9 @@ def chart(rows: list[dict], path: Path) -> Path | None:
             ax.bar([i + k * width for i in range(len(threads))], values, width, label=peer)
         ax.set_xticks([i + width * (len(peers) - 1) / 2 for i in range(len(threads))])
         ax.set_xticklabels([f"{t} thr" for t in threads])
-        ax.set_title(model if model not in MODELS else
-                     f"{model}: LSTM I={MODELS[model].I} H={MODELS[model].H} T={MODELS[model].T} B={MODELS[model].B}",
-                     fontsize=9)
+        spec = MODELS.get(model)
+        ax.set_title(f"{model}: LSTM I={spec.I} H={spec.H} T={spec.T} B={spec.B}" if spec else
+                     "pyrnn demo (reverse task), one epoch", fontsize=9)
         ax.set_ylabel("seconds per epoch (lower is better)")
         ax.legend(fontsize=8)
     fig.tight_layout()
