@@ -1,7 +1,8 @@
 """pyrnn side by side with PyTorch, ONNX Runtime and the NumPy reference (issue 3's harness).
 
     python benchmarks/compare.py [--threads 1,2] [--cells lstm,gru,rnn] [--shapes A,B,C,D,E]
-                                 [--peers pyrnn,torch,onnxruntime,reference] [--reference]
+                                 [--peers pyrnn,torch,onnxruntime,reference,pyrnn_int8,pyrnn_bf16,
+                                          onnxruntime_int8] [--reference]
                                  [--skip stream,deepbench,memory,ceiling] [--quick] [--out DIR]
 
 The parent process runs one child per thread count (``--child``). Thread counts of OpenMP,
@@ -38,7 +39,7 @@ from report import ONE_THREAD
 from timing import Budget, measure_turns
 
 HERE = Path(__file__).resolve().parent
-PEER_NAMES = ("pyrnn", "torch", "onnxruntime", "reference")
+PEER_NAMES = ("pyrnn", "torch", "onnxruntime", "reference", "pyrnn_int8", "pyrnn_bf16", "onnxruntime_int8")
 SECTIONS = ("stream", "deepbench", "memory", "ceiling")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SCRUBBED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

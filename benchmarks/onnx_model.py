@@ -6,6 +6,8 @@ gate after the recurrent matmul: that is ONNX's ``linear_before_reset=1``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 # For each ONNX gate slot, the index of the PyTorch gate block that goes there.
@@ -63,3 +65,46 @@ def session(cell: str, weights: dict[str, np.ndarray], hidden_size: int, threads
     opts.log_severity_level = 3
     model = build_model(cell, weights, hidden_size)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def quantized_session(cell: str, weights: dict[str, np.ndarray], hidden_size: int, threads: int):
+    """A session like :func:`session` on the model quantized by ONNX Runtime's
+    ``quantize_dynamic`` (int8 weights, activations quantized at run time: an LSTM becomes its
+    DynamicQuantizeLSTM; other ops stay float)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    QuantType, quantize_dynamic = _ort_quantization()
+
+    with tempfile.TemporaryDirectory() as folder:
+        src, dst = os.path.join(folder, "model.onnx"), os.path.join(folder, "model.int8.onnx")
+        onnx.save(build_model(cell, weights, hidden_size), src)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        with open(dst, "rb") as f:
+            quantized = f.read()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(quantized, opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_quantization():
+    """``onnxruntime.quantization``'s QuantType and quantize_dynamic. It imports a top-level module
+    named ``onnx_model`` of its own, which this file would shadow: imported with this folder off
+    the path and this module out of ``sys.modules`` meanwhile."""
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    saved_path, ours = list(sys.path), sys.modules.pop("onnx_model", None)
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    finally:
+        sys.path[:] = saved_path
+        if ours is not None:
+            sys.modules["onnx_model"] = ours
+    return QuantType, quantize_dynamic

@@ -221,10 +221,15 @@ class OnnxRuntimePeer:
     def set_threads(self, n: int) -> None:
         self.threads = n  # read when each session is created
 
-    def inference(self, cell: str, shape: Shape, weights, x) -> Bench | None:
+    def _session(self, cell: str, weights, H: int):
         from onnx_model import session
 
-        sess = session(cell, weights, shape.H, self.threads)
+        return session(cell, weights, H, self.threads)
+
+    def inference(self, cell: str, shape: Shape, weights, x) -> Bench | None:
+        sess = self._session(cell, weights, shape.H)
+        if sess is None:
+            return None
         feed = {"X": x}
         last = _Last()
 
@@ -268,7 +273,45 @@ class ReferencePeer(PyrnnPeer):
         return None
 
 
-PEERS = {p.name: p for p in (PyrnnPeer, TorchPeer, OnnxRuntimePeer, ReferencePeer)}
+class _PyrnnQuantizedPeer(PyrnnPeer):
+    """pyrnn's layers quantized by ``pyrnn.quantize`` (inference and streaming only)."""
+
+    dtype = "int8"
+
+    def _layer(self, cell: str, shape: Shape, weights):
+        return self.pyrnn.quantize(super()._layer(cell, shape, weights).eval(), self.dtype)
+
+    def training(self, cell, shape, weights, x, dy) -> Bench | None:
+        return None
+
+    def stream(self, cell: str, H: int, weights, xs) -> Bench | None:
+        return self._stream_layer_step(cell, H, weights, xs)
+
+
+class PyrnnInt8Peer(_PyrnnQuantizedPeer):
+    name = "pyrnn_int8"
+    dtype = "int8"
+
+
+class PyrnnBf16Peer(_PyrnnQuantizedPeer):
+    name = "pyrnn_bf16"
+    dtype = "bf16"
+
+
+class OnnxRuntimeInt8Peer(OnnxRuntimePeer):
+    """ONNX Runtime on the model quantized by its ``quantize_dynamic`` (DynamicQuantizeLSTM).
+    It quantizes LSTM only: the GRU and RNN ops stay float, so they are left out here."""
+
+    name = "onnxruntime_int8"
+
+    def _session(self, cell: str, weights, H: int):
+        from onnx_model import quantized_session
+
+        return quantized_session(cell, weights, H, self.threads) if cell == "lstm" else None
+
+
+PEERS = {p.name: p for p in (PyrnnPeer, TorchPeer, OnnxRuntimePeer, ReferencePeer, PyrnnInt8Peer,
+                             PyrnnBf16Peer, OnnxRuntimeInt8Peer)}
 
 
 def load_peers(names) -> tuple[dict, dict[str, str]]:

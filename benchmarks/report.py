@@ -8,8 +8,13 @@ from pathlib import Path
 # pyrnn on 1 thread, timed in turns with pyrnn in a run of more threads: its ratio to pyrnn is
 # the speedup of those threads over one (compare.py: Child._with_one_thread).
 ONE_THREAD = "pyrnn_1thr"
-PEER_ORDER = ("pyrnn", ONE_THREAD, "torch", "onnxruntime", "reference")
-SHORT = {"pyrnn": "pyrnn", ONE_THREAD: "py@1thr", "torch": "torch", "onnxruntime": "ORT", "reference": "ref"}
+PEER_ORDER = ("pyrnn", ONE_THREAD, "torch", "onnxruntime", "reference", "pyrnn_int8", "pyrnn_bf16",
+              "onnxruntime_int8")
+SHORT = {"pyrnn": "pyrnn", ONE_THREAD: "py@1thr", "torch": "torch", "onnxruntime": "ORT", "reference": "ref",
+         "pyrnn_int8": "py-int8", "pyrnn_bf16": "py-bf16", "onnxruntime_int8": "ORT-int8",
+         "int8_vs_ort": "ORTi8/i8", "f32_vs_int8": "f32/int8"}
+QUANTIZED = ("pyrnn_int8", "pyrnn_bf16", "onnxruntime_int8")
+QUANTIZED_TOL = 0.1                      # the same for quantized peers (their own error)
 FAST_PEERS = ("torch", "onnxruntime")   # "best" = the faster of these (the bar)
 MODE_LABEL = {"inference": "infer", "training": "train", "stream": "step(us)"}
 MISMATCH_TOL = 1e-3                      # relative difference flagged as "computes something else"
@@ -32,6 +37,12 @@ def derive(case: dict, ceilings: dict[int, float]) -> dict:
         fast = [peers[n]["median_s"] for n in FAST_PEERS if peers.get(n, {}).get("median_s")]
         if fast:
             out["ratios"]["best"] = min(fast) / py
+    # Quantized pyrnn against ONNX Runtime's quantized model, and pyrnn float32 against int8.
+    int8 = peers.get("pyrnn_int8", {}).get("median_s")
+    if int8:
+        for key, other in (("int8_vs_ort", "onnxruntime_int8"), ("f32_vs_int8", "pyrnn")):
+            if peers.get(other, {}).get("median_s"):
+                out["ratios"][key] = peers[other]["median_s"] / int8
     return out
 
 
@@ -41,12 +52,16 @@ def _row_label(c: dict) -> str:
     return c["label"]
 
 
-def _time(r: dict | None, scale: float) -> str:
+def _mismatch(name: str, r: dict) -> bool:
+    return r.get("diff", 0.0) > (QUANTIZED_TOL if name in QUANTIZED else MISMATCH_TOL)
+
+
+def _time(name: str, r: dict | None, scale: float) -> str:
     if r is None:
         return "-"
     if "error" in r:
         return "err"
-    flag = "*" if r.get("diff", 0.0) > MISMATCH_TOL else ""
+    flag = "*" if _mismatch(name, r) else ""
     v = r["median_s"] * scale
     return (f"{v:.3g}" if v < 100 else f"{v:.0f}") + flag
 
@@ -54,11 +69,13 @@ def _time(r: dict | None, scale: float) -> str:
 def format_table(results: dict) -> str:
     cases = results["cases"]
     peers = [p for p in PEER_ORDER if any(p in c["peers"] for c in cases)]
-    ratio_cols = [p for p in peers if p != "pyrnn"] + (["best"] if any("best" in c["ratios"] for c in cases) else [])
+    ratio_cols = [p for p in peers if p != "pyrnn"] + [k for k in ("best", "int8_vs_ort", "f32_vs_int8")
+                                                        if any(k in c["ratios"] for c in cases)]
     head = (f"{'cell':<5} {'mode':<9} {'shape':<22} {'thr':>3} | "
             + " ".join(f"{SHORT[p]:>8}" for p in peers)
             + f" | {'GFLOP/s':>7} {'%ceil':>5} | "
-            + " ".join(f"{SHORT.get(p, p) + '/py':>8}" for p in ratio_cols))
+            + " ".join(f"{SHORT.get(p, p) + ('' if p in ('int8_vs_ort', 'f32_vs_int8') else '/py'):>8}"
+                   for p in ratio_cols))
     lines = [head, "-" * len(head)]
     previous = None
     for c in cases:
@@ -72,7 +89,7 @@ def format_table(results: dict) -> str:
         pct = f"{c['pct_ceiling']:5.0f}" if "pct_ceiling" in c else f"{'-':>5}"
         ratios = " ".join(f"{c['ratios'][p]:8.2f}" if p in c["ratios"] else f"{'-':>8}" for p in ratio_cols)
         lines.append(f"{c['cell']:<5} {mode:<9} {_row_label(c):<22} {c['threads']:>3} | "
-                     + " ".join(f"{_time(c['peers'].get(p), scale):>8}" for p in peers)
+                     + " ".join(f"{_time(p, c['peers'].get(p), scale):>8}" for p in peers)
                      + f" | {gf} {pct} | {ratios}")
     return "\n".join(lines)
 
@@ -137,9 +154,13 @@ def format_report(results: dict) -> str:
     scaling = format_scaling(results)
     if scaling:
         parts += ["", scaling]
-    if any(r.get("diff", 0.0) > MISMATCH_TOL for c in results["cases"] for r in c["peers"].values()):
-        parts.append(f"* output differs from pyrnn's by more than {MISMATCH_TOL:g} (relative): "
-                     "one of the two computes something else; its timing is not comparable")
+    if any(_mismatch(n, r) for c in results["cases"] for n, r in c["peers"].items()):
+        parts.append(f"* output differs from pyrnn's by more than {MISMATCH_TOL:g} (relative; "
+                     f"{QUANTIZED_TOL:g} for quantized peers): one of the two computes something else; "
+                     "its timing is not comparable")
+    if any("int8_vs_ort" in c["ratios"] or "f32_vs_int8" in c["ratios"] for c in results["cases"]):
+        parts.append("ORTi8/i8 = ONNX Runtime int8 (quantize_dynamic) time / pyrnn int8 time; "
+                     "f32/int8 = pyrnn float32 time / pyrnn int8 time (>1: pyrnn int8 faster)")
     errors = [f"  {c['cell']} {MODE_LABEL[c['mode']]} {_row_label(c)} {c['threads']} thr, {name}: {r['error']}"
               for c in results["cases"] for name, r in c["peers"].items() if "error" in r]
     if errors:

@@ -1,5 +1,6 @@
 // Array checks shared by the binding files: each returns the argument as a C-contiguous
-// array of dtype T and exact shape, or throws a Python TypeError/ValueError naming it.
+// array of dtype T (native byte order) and exact shape, or throws a Python TypeError/ValueError
+// naming it.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -32,18 +33,50 @@ inline std::string shape_str(Shape shape) { return dims_str(shape.begin(), shape
 
 inline std::string shape_of(const py::array& a) { return dims_str(a.shape(), a.shape() + a.ndim()); }
 
-// Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it.
+// Whether `dt` is the element type T in either byte order. Compared by value (kind and size):
+// NumPy makes new dtype objects when it unpickles or deep-copies an array, so an identity test
+// would refuse an equal dtype; the size also accepts both 8-byte integer type numbers (long and
+// long long).
+template <typename T>
+bool holds(const py::dtype& dt) {
+  constexpr char kind = std::is_floating_point_v<T> ? 'f' : std::is_signed_v<T> ? 'i' : 'u';
+  return dt.kind() == kind && dt.itemsize() == static_cast<py::ssize_t>(sizeof(T));
+}
+
+// Whether the elements of `dt` are stored in this machine's byte order ('=' native, '|' single
+// byte; NumPy writes the explicit '<' or '>' only for the order that is not native).
+inline bool native_byte_order(const py::dtype& dt) {
+  const char order = dt.byteorder();
+  constexpr char native = (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) ? '<' : '>';
+  return order == '=' || order == '|' || order == native;
+}
+
+inline std::string dtype_name(const py::dtype& dt) { return std::string(py::str(dt)); }
+
+// Whether x holds float32 (true) or float64 (false), in either byte order; a TypeError naming
+// `name` otherwise. The kernels' dtype follows x.
+inline bool is_float32(const py::array& x, const char* name) {
+  const py::dtype dt = x.dtype();
+  if (holds<float>(dt)) return true;
+  if (holds<double>(dt)) return false;
+  throw py::type_error(std::string(name) + " must have dtype float32 or float64, got " + dtype_name(dt));
+}
+
+// Checks that `obj` is a C-contiguous array of dtype T with exactly `shape`; returns it. An
+// array of T in the other byte order is returned as a native copy (the kernels read native
+// bytes), so the result may not be `obj` itself.
 template <typename T>
 py::array_t<T> checked(const py::handle& obj, const char* name, Shape shape) {
   if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  // Floating types have one type number each (cheaper than building a dtype to compare).
-  const bool dtype_ok = std::is_floating_point_v<T> ? arr.dtype().num() == py::dtype::num_of<T>()
-                                                    : arr.dtype().is(py::dtype::of<T>());
-  if (!dtype_ok)
-    throw py::type_error(std::string(name) + " must have dtype " +
-                         std::string(py::str(py::dtype::of<T>())) + ", got " +
-                         std::string(py::str(arr.dtype())));
+  const py::dtype dt = arr.dtype();
+  if (!holds<T>(dt))
+    throw py::type_error(std::string(name) + " must have dtype " + dtype_name(py::dtype::of<T>()) + ", got " +
+                         dtype_name(dt));
+  if (!native_byte_order(dt)) {
+    arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+    if (!arr) throw py::type_error(std::string(name) + ": could not convert to native byte order");
+  }
   if (!(arr.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
   bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -52,7 +85,7 @@ py::array_t<T> checked(const py::handle& obj, const char* name, Shape shape) {
   if (!ok)
     throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " +
                           shape_of(arr));
-  return py::reinterpret_borrow<py::array_t<T>>(arr);
+  return py::reinterpret_steal<py::array_t<T>>(arr.release());
 }
 
 template <typename T>
@@ -67,12 +100,30 @@ std::optional<py::array_t<T>> optional_checked(const py::object& obj, const char
   return checked<T>(obj, name, shape);
 }
 
-// A writable gradient accumulator: must be C-contiguous, writable, of dtype T.
+// A gradient accumulator, written in place: must be C-contiguous, writable, of dtype T in
+// native byte order (a converted copy would lose the writes).
 template <typename T>
 std::optional<py::array_t<T>> grad_checked(const py::object& obj, const char* name, Shape shape) {
   auto a = optional_checked<T>(obj, name, shape);
-  if (a && !a->writeable()) throw py::value_error(std::string(name) + " must be writable");
+  if (!a) return a;
+  if (!a->is(obj)) throw py::value_error(std::string(name) + " must be in native byte order (it is written in place)");
+  if (!a->writeable()) throw py::value_error(std::string(name) + " must be writable");
   return a;
+}
+
+// A streaming step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a
+// layer's streaming loop hands its state over without reshaping it in Python).
+template <typename T>
+py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
+  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
+  if (stacked) return checked<T>(obj, name, {1, B, n});
+  return checked<T>(obj, name, {B, n});
+}
+
+// A new state array shaped like `like` (see checked_state).
+template <typename T>
+py::array_t<T> state_like(const py::array_t<T>& like) {
+  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
 }
 
 inline std::optional<py::array_t<std::int64_t>> checked_lengths(const py::object& obj, pyrnn::index T, pyrnn::index B) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "array_checks.h"
+#include "packed_weights.h"
 #include "pyrnn.h"
 
 namespace py = pybind11;
@@ -23,6 +24,7 @@ using namespace pyrnn::bind;
 void bind_testing(py::module_& m);  // bindings_testing.cpp
 void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
 void bind_blocks(py::module_& m);   // bindings_blocks.cpp
+void bind_quant(py::module_& m);    // bindings_quant.cpp
 
 namespace {
 
@@ -81,12 +83,6 @@ void check_packing_isa(const PackedLayer& p) {
                        active_isa() + " is active now: pack them again");
 }
 
-// Weights packed once by pack_layer for repeated inference calls. Opaque to Python.
-struct PackedWeights {
-  std::string cell_name;
-  std::unique_ptr<PackedLayer> layer;
-};
-
 template <typename T>
 PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj, const py::object& w_hh_obj,
                         const py::object& b_ih_obj, const py::object& b_hh_obj, const py::object& w_hr_obj) {
@@ -117,9 +113,8 @@ PackedWeights pack_impl(const std::string& cell_name, const py::array& w_ih_obj,
 
 PackedWeights pack_layer(const std::string& cell, const py::array& w_ih, const py::object& w_hh,
                          const py::object& b_ih, const py::object& b_hh, const py::object& w_hr) {
-  if (w_ih.dtype().is(py::dtype::of<float>())) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
-  if (w_ih.dtype().is(py::dtype::of<double>())) return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
-  throw py::type_error("w_ih must have dtype float32 or float64, got " + std::string(py::str(w_ih.dtype())));
+  if (is_float32(w_ih, "w_ih")) return pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
+  return pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, w_hr);
 }
 
 // The PackedLayer inside `packed` (None: null) after checking it was made for this call's
@@ -209,26 +204,9 @@ py::tuple layer_forward(const std::string& cell, const py::array& x, const py::o
                         const py::object& c0, const py::object& w_ih, const py::object& w_hh,
                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
                         const py::object& lengths, bool reverse, bool training, const py::object& packed) {
-  if (x.dtype().is(py::dtype::of<float>()))
+  if (is_float32(x, "x"))
     return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-  if (x.dtype().is(py::dtype::of<double>()))
-    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
-}
-
-// A step's state: (B, n), or (1, B, n) as a one-layer layer keeps it (so that a layer's
-// streaming loop hands its state over without reshaping it in Python).
-template <typename T>
-py::array_t<T> checked_state(const py::object& obj, const char* name, pyrnn::index B, pyrnn::index n) {
-  const bool stacked = py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 3;
-  if (stacked) return checked<T>(obj, name, {1, B, n});
-  return checked<T>(obj, name, {B, n});
-}
-
-// A new state array shaped like `like` (see checked_state).
-template <typename T>
-py::array_t<T> state_like(const py::array_t<T>& like) {
-  return py::array_t<T>(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed);
 }
 
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
@@ -279,9 +257,54 @@ py::tuple layer_step(const py::array& x, const py::object& h, const py::object& 
   }
   const auto& pw = *pw_ptr;
   check_packing_isa(*pw.layer);
-  if (x.dtype().is(py::dtype::of<float>())) return step_impl<float>(x, h, c, pw);
-  if (x.dtype().is(py::dtype::of<double>())) return step_impl<double>(x, h, c, pw);
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+  if (is_float32(x, "x")) return step_impl<float>(x, h, c, pw);
+  return step_impl<double>(x, h, c, pw);
+}
+
+// Whether obj is what the streaming kernel takes as it is: a C-contiguous array of T in native
+// byte order with exactly `shape`.
+template <typename T>
+bool ready(const py::handle& obj, std::initializer_list<py::ssize_t> shape) {
+  if (!py::isinstance<py::array>(obj)) return false;
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  const py::dtype dt = arr.dtype();
+  if (dt.num() != py::dtype::num_of<T>() || dt.byteorder() == '>' || dt.byteorder() == '<') return false;
+  if (!(arr.flags() & py::array::c_style) || arr.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  py::ssize_t axis = 0;
+  for (py::ssize_t n : shape)
+    if (arr.shape(axis++) != n) return false;
+  return true;
+}
+
+template <typename T>
+py::object step_if_ready_impl(const py::handle& x, const py::handle& h, const py::handle& c,
+                              const PackedWeights& pw, bool stacked) {
+  const LayerDims& d = pw.layer->dims;
+  if (!py::isinstance<py::array>(x)) return py::none();
+  const auto x_arr = py::reinterpret_borrow<py::array>(x);
+  if (x_arr.ndim() != 2) return py::none();
+  const py::ssize_t B = x_arr.shape(0);
+  if (B == 0 || !ready<T>(x, {B, d.I})) return py::none();
+  const bool state_ok = stacked ? ready<T>(h, {1, B, d.P}) : ready<T>(h, {B, d.P});
+  if (!state_ok) return py::none();
+  if (d.cell == Cell::Lstm) {
+    if (!(stacked ? ready<T>(c, {1, B, d.H}) : ready<T>(c, {B, d.H}))) return py::none();
+  } else if (!c.is_none()) {
+    return py::none();
+  }
+  return step_impl<T>(x_arr, py::reinterpret_borrow<py::object>(h),
+                      py::reinterpret_borrow<py::object>(c), pw);
+}
+
+// The streaming fast path: layer_step when x (B, I) and the states ((1, B, n) with `stacked`,
+// else (B, n)) are exactly what the kernel takes and the packing is for the active ISA; None
+// otherwise, so that the caller converts and checks them (no exception on the way).
+py::object layer_step_if_ready(const py::handle& x, const py::handle& h, const py::handle& c,
+                               const py::handle& packed, bool stacked) {
+  const auto& pw = py::cast<const PackedWeights&>(packed);
+  if (std::strcmp(pw.layer->isa, active_isa()) != 0) return py::none();
+  if (pw.layer->f64) return step_if_ready_impl<double>(x, h, c, pw, stacked);
+  return step_if_ready_impl<float>(x, h, c, pw, stacked);
 }
 
 template <typename T>
@@ -358,14 +381,14 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
   if (!py::isinstance<LayerCache>(cache_obj))
     throw py::type_error("cache must be the LayerCache returned by a training-mode layer_forward");
   const auto& cache = cache_obj.cast<const LayerCache&>();
-  if (cache.x.dtype().is(py::dtype::of<float>()))
+  if (is_float32(cache.x, "cache.x"))
     return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
   return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr);
 }
 
 py::list available_isas() {
   py::list out;
-  for (const char* name : {"baseline", "avx2", "avx512"})
+  for (const char* name : {"baseline", "avx2", "avx_vnni", "avx512", "avx512_vnni"})
     if (isa_available(name)) out.append(name);
   return out;
 }
@@ -396,6 +419,11 @@ PYBIND11_MODULE(_core, m) {
         "One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), "
         "c (B, H) or None (states may also be (1, B, P) and (1, B, H)). Returns (h_new, c_new or "
         "None) shaped like h and c.");
+  m.def("layer_step_if_ready", &layer_step_if_ready, py::arg("x"), py::arg("h"), py::arg("c"),
+        py::arg("packed"), py::arg("stacked"),
+        "layer_step when x (B, I) and the states ((1, B, n) if stacked else (B, n)) are C-contiguous "
+        "arrays of the packing's dtype in native byte order and the packing is for the active ISA; "
+        "None otherwise (nothing is raised for arrays that do not fit).");
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),
@@ -404,6 +432,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);
+  m.def("fork_limited", &fork_limited,
+        "Whether this process was forked after OpenMP's pool ran: native calls then use one thread.");
   m.def("active_isa", &active_isa);
   m.def("available_isas", &available_isas);
   m.def("select_isa", [](const std::string& name) {
@@ -428,6 +458,7 @@ PYBIND11_MODULE(_core, m) {
   bind_testing(m);
   bind_xlstm(m);
   bind_blocks(m);
+  bind_quant(m);
 
   // Choose the instruction set now so that a bad PYRNN_ISA fails at import, loudly.
   try {

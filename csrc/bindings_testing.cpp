@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <iterator>
 #include <string>
 
 #include "pyrnn.h"
@@ -69,6 +70,22 @@ py::array_t<T> math_impl(const std::string& name, const py::array_t<T, py::array
   return y;
 }
 
+// Python names of SplitKind, in its order.
+constexpr const char* kSplitNames[] = {"gemm_rows", "gemm_columns", "gemm_grid", "loop_units",
+                                       "loop_rows", "tasks", "xlstm_items", "elementwise"};
+static_assert(std::size(kSplitNames) == static_cast<size_t>(SplitKind::Count));
+
+ForcedSplit parse_split(const std::string& name) {
+  if (name == "auto") return ForcedSplit::Auto;
+  if (name == "units") return ForcedSplit::Units;
+  if (name == "rows") return ForcedSplit::Rows;
+  throw py::value_error("loop_split must be 'auto', 'units' or 'rows'; got '" + name + "'");
+}
+
+const char* split_name(ForcedSplit split) {
+  return split == ForcedSplit::Units ? "units" : split == ForcedSplit::Rows ? "rows" : "auto";
+}
+
 }  // namespace
 
 void bind_testing(py::module_& m) {
@@ -79,5 +96,21 @@ void bind_testing(py::module_& m) {
   m.def("_math_f32", &math_impl<float>, py::arg("fn"), py::arg("x"));
   m.def("_math_f64", &math_impl<double>, py::arg("fn"), py::arg("x"));
   m.def("_set_input_chunk_bytes", &set_input_chunk_bytes, py::arg("bytes"));
+  m.def("_thread_testing", [] {
+    const ThreadTesting& t = thread_testing();
+    return py::make_tuple(t.work_scale, split_name(t.loop_split));
+  }, "(work_scale, loop_split) now in force.");
+  m.def("_set_thread_testing", [](double work_scale, const std::string& loop_split) {
+    set_thread_testing({work_scale, parse_split(loop_split)});
+  }, py::arg("work_scale"), py::arg("loop_split") = "auto",
+     "Scales every threshold on the work a thread needs (1: production, 0: split any work) and "
+     "forces how time loops split ('auto', 'units' or 'rows').");
+  m.def("_split_counts", [] {
+    py::dict out;
+    for (int k = 0; k < static_cast<int>(SplitKind::Count); ++k)
+      out[kSplitNames[k]] = split_count(static_cast<SplitKind>(k));
+    return out;
+  }, "How many times each way of splitting work among threads ran since the last reset.");
+  m.def("_reset_split_counts", &reset_split_counts);
   m.def("_input_chunk_bytes", &input_chunk_bytes);
 }

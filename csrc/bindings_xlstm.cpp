@@ -31,12 +31,6 @@ const py::array& as_array(const py::object& x, const char* what) {
   return reinterpret_cast<const py::array&>(x);
 }
 
-bool is_f32(const py::array& x) {
-  if (x.dtype().is(py::dtype::of<float>())) return true;
-  if (x.dtype().is(py::dtype::of<double>())) return false;
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
-}
-
 // What a training-mode forward leaves for its backward. Opaque to Python.
 struct SlstmCache {
   SlstmDims dims;
@@ -102,7 +96,7 @@ py::tuple slstm_forward(const py::object& x, const py::object& h0, const py::obj
                         const py::object& bias, pyrnn::index num_heads, bool forget_exp, bool headwise,
                         const py::object& lengths, bool training) {
   const auto& xa = as_array(x, "x");
-  if (is_f32(xa))
+  if (is_float32(xa, "x"))
     return slstm_forward_impl<float>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, headwise, lengths, training);
   return slstm_forward_impl<double>(xa, h0, c0, n0, m0, w_ih, w_hh, bias, num_heads, forget_exp, headwise, lengths, training);
 }
@@ -151,7 +145,7 @@ py::tuple slstm_backward(const py::object& cache_o, const py::object& dy, const 
   if (!py::isinstance<SlstmCache>(cache_o))
     throw py::type_error("cache must be the SlstmCache returned by a training-mode slstm_forward");
   const auto& cache = cache_o.cast<const SlstmCache&>();
-  if (is_f32(cache.x)) return slstm_backward_impl<float>(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, db);
+  if (is_float32(cache.x, "cache.x")) return slstm_backward_impl<float>(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, db);
   return slstm_backward_impl<double>(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, db);
 }
 
@@ -201,7 +195,7 @@ py::tuple mlstm_forward(const py::object& x, const py::object& c0, const py::obj
                         const py::object& w_ih, const py::object& bias, pyrnn::index num_heads, double eps,
                         bool output_gate, const py::object& lengths, bool training) {
   const auto& xa = as_array(x, "x");
-  if (is_f32(xa)) return mlstm_forward_impl<float>(xa, c0, n0, m0, w_ih, bias, num_heads, eps, output_gate, lengths, training);
+  if (is_float32(xa, "x")) return mlstm_forward_impl<float>(xa, c0, n0, m0, w_ih, bias, num_heads, eps, output_gate, lengths, training);
   return mlstm_forward_impl<double>(xa, c0, n0, m0, w_ih, bias, num_heads, eps, output_gate, lengths, training);
 }
 
@@ -243,7 +237,7 @@ py::tuple mlstm_backward(const py::object& cache_o, const py::object& dy, const 
   if (!py::isinstance<MlstmCache>(cache_o))
     throw py::type_error("cache must be the MlstmCache returned by a training-mode mlstm_forward");
   const auto& cache = cache_o.cast<const MlstmCache&>();
-  if (is_f32(cache.x)) return mlstm_backward_impl<float>(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db);
+  if (is_float32(cache.x, "cache.x")) return mlstm_backward_impl<float>(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db);
   return mlstm_backward_impl<double>(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db);
 }
 

@@ -1,13 +1,15 @@
 // Picks the kernel table once at import: the widest instruction set this CPU supports,
-// unless the environment variable PYRNN_ISA names another.
-#include <omp.h>
-
+// unless the environment variable PYRNN_ISA names another. avx_vnni and avx512_vnni are the
+// avx2 and avx512 kernels whose quantized products use the dot-product instructions
+// (vpdpbusd; vdpbf16ps where the CPU has AVX-512 BF16), see csrc/quant_api.h.
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "pyrnn.h"
+#include "quant_api.h"
 
 namespace pyrnn {
 namespace {
@@ -26,9 +28,47 @@ bool cpu_supports(const char* name) {
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("fma");
 #endif
+#if defined(PYRNN_HAVE_AVX_VNNI)
+  if (std::strcmp(name, "avx_vnni") == 0) return cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+#endif
+#if defined(PYRNN_HAVE_AVX512_VNNI)
+  if (std::strcmp(name, "avx512_vnni") == 0) return cpu_supports("avx512") && __builtin_cpu_supports("avx512vnni");
+#endif
 #endif
   return false;
 }
+
+// A family's kernel table under the name of its dot-product ISA: the same kernels, except
+// that packings record that name (packed weights are checked against the active ISA's name).
+struct DotIsa {
+  const char* name;
+  const KernelTable& (*family)();
+};
+#if defined(PYRNN_HAVE_AVX_VNNI) && defined(PYRNN_HAVE_AVX512_VNNI)
+constexpr DotIsa kDotIsas[] = {{"avx_vnni", &avx2::kernel_table}, {"avx512_vnni", &avx512::kernel_table}};
+
+template <int F, typename T>
+PackedLayer* pack_renamed(const LayerDims& d, const LayerForwardArgs<T>& a) {
+  const KernelTable& family = kDotIsas[F].family();
+  PackedLayer* p;
+  if constexpr (std::is_same_v<T, float>) p = family.pack_layer_f32(d, a);
+  else p = family.pack_layer_f64(d, a);
+  p->isa = kDotIsas[F].name;
+  return p;
+}
+
+template <int F>
+const KernelTable* dot_table() {
+  static const KernelTable table = [] {
+    KernelTable t = kDotIsas[F].family();
+    t.name = kDotIsas[F].name;
+    t.pack_layer_f32 = &pack_renamed<F, float>;
+    t.pack_layer_f64 = &pack_renamed<F, double>;
+    return t;
+  }();
+  return &table;
+}
+#endif
 
 const KernelTable* table_for(const char* name) {
   if (std::strcmp(name, "baseline") == 0) return &baseline::kernel_table();
@@ -38,6 +78,10 @@ const KernelTable* table_for(const char* name) {
 #if defined(PYRNN_HAVE_AVX512)
   if (std::strcmp(name, "avx512") == 0) return &avx512::kernel_table();
 #endif
+#if defined(PYRNN_HAVE_AVX_VNNI) && defined(PYRNN_HAVE_AVX512_VNNI)
+  if (std::strcmp(name, "avx_vnni") == 0) return dot_table<0>();
+  if (std::strcmp(name, "avx512_vnni") == 0) return dot_table<1>();
+#endif
   return nullptr;
 }
 
@@ -46,16 +90,15 @@ const KernelTable* choose_default() {
     if (!isa_available(forced))
       throw std::invalid_argument(std::string("PYRNN_ISA=") + forced +
                                   " is not available on this CPU/build; choose one of "
-                                  "baseline, avx2, avx512 that this machine supports");
+                                  "baseline, avx2, avx_vnni, avx512, avx512_vnni that this machine supports");
     return table_for(forced);
   }
-  for (const char* name : {"avx512", "avx2"})
+  for (const char* name : {"avx512_vnni", "avx512", "avx_vnni", "avx2"})
     if (isa_available(name)) return table_for(name);
   return table_for("baseline");
 }
 
 const KernelTable* g_active = nullptr;
-int g_threads = 0;
 index g_input_chunk_bytes = index(16) << 20;
 
 }  // namespace
@@ -76,14 +119,19 @@ void select_isa(const char* name) {
   g_active = table_for(name);
 }
 
-int num_threads() {
-  if (g_threads <= 0) g_threads = omp_get_max_threads();
-  return g_threads;
-}
-
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("number of threads must be >= 1, got " + std::to_string(n));
-  g_threads = n;
+QuantKernels active_quant_kernels() {
+  const std::string isa = active_isa();
+  if (isa == "baseline") return {&baseline::pack_quant_layer, &baseline::quant_matmul, false, false};
+#if defined(PYRNN_HAVE_AVX2)
+  if (isa == "avx2" || isa == "avx_vnni") return {&avx2::pack_quant_layer, &avx2::quant_matmul, isa == "avx_vnni", false};
+#endif
+#if defined(PYRNN_HAVE_AVX512)
+  if (isa == "avx512" || isa == "avx512_vnni") {
+    const bool dot = isa == "avx512_vnni";
+    return {&avx512::pack_quant_layer, &avx512::quant_matmul, dot, dot && __builtin_cpu_supports("avx512bf16")};
+  }
+#endif
+  throw std::logic_error("no quantized kernels for the instruction set " + isa);
 }
 
 index input_chunk_bytes() { return g_input_chunk_bytes; }

@@ -158,9 +158,41 @@ const char* active_isa();
 bool isa_available(const char* name);   // compiled in and supported by this CPU
 void select_isa(const char* name);      // throws std::invalid_argument if unavailable
 
-// Threads used by native calls (default: OpenMP's default).
+// Threads used by native calls (default: OpenMP's default; the Python package sets the cores
+// this process may use at import). In a process forked after a team of threads ran, OpenMP's
+// pool is unusable (its threads were not copied): num_threads() is then 1 whatever was set.
 int num_threads();
 void set_num_threads(int n);
+bool fork_limited();
+
+// The ways kernels divide one call's work among threads. note_split records each run of a
+// team of more than one thread (which also marks that OpenMP's pool exists, see fork_limited);
+// tests read the counts to know that a split they meant to reach ran.
+enum class SplitKind : int {
+  GemmRows,      // a product's output rows split among threads
+  GemmColumns,   // its output columns split
+  GemmGrid,      // both: a 2-D grid of output blocks
+  LoopUnits,     // a recurrent time loop split by hidden units (a barrier per step)
+  LoopRows,      // a time loop split by batch rows
+  Tasks,         // independent products shared out whole (parallel_tasks)
+  XlstmItems,    // sLSTM (head, batch block) items or mLSTM (row, head) pairs
+  Elementwise,   // an element-wise pass split into chunks
+  Count
+};
+void note_split(SplitKind kind);
+long split_count(SplitKind kind);
+void reset_split_counts();
+
+// What tests may change about how kernels split work: every threshold on the work a thread
+// needs is multiplied by work_scale (1 in production; 0 splits any work, so that small shapes
+// reach every split), and loop_split forces how time loops split (Auto: by their plan).
+enum class ForcedSplit : int { Auto, Units, Rows };
+struct ThreadTesting {
+  double work_scale = 1.0;
+  ForcedSplit loop_split = ForcedSplit::Auto;
+};
+const ThreadTesting& thread_testing();
+void set_thread_testing(const ThreadTesting& t);
 
 // Bytes of input projection an inference call computes ahead of its steps (default 16 MB; at
 // least one step's). Settable for tests, which need several chunks at small sizes.

@@ -1,5 +1,8 @@
 """pyrnn: RNN, LSTM and GRU layers and cells on C++ SIMD + OpenMP kernels, with a NumPy API
 shaped like PyTorch's (same arguments, shapes, parameter names and results)."""
+from ._threads import prepare_openmp
+
+prepare_openmp()  # before _core loads OpenMP, which reads its settings then
 try:
     from . import _core  # noqa: F401  (no pure-Python fallback: a missing build must fail here)
 except ImportError as e:
@@ -15,15 +18,17 @@ from .config import get_num_threads, set_num_threads, show_config
 from .config import version as _version
 from .layers import GRU, LSTM, RNN
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
-from . import losses, models, nn, optim  # noqa: E402
+from . import distributed, losses, metrics, models, nn, optim  # noqa: E402
 from .checkpoint import load, save
+from .quantize import quantize
 from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
-from .training import EarlyStopping, History, ModelCheckpoint, fit, plot_history
+from .training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, make_streams, plot_history
 
 __version__ = _version()
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
            "set_num_threads", "get_num_threads", "show_config", "__version__",
-           "nn", "losses", "optim", "models", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
-           "fit", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load"]
+           "nn", "losses", "metrics", "optim", "models", "distributed", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
+           "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load",
+           "quantize"]

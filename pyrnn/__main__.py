@@ -35,17 +35,38 @@ def self_check() -> tuple[bool, str]:
     return ok, detail
 
 
+def quantized_self_check() -> tuple[bool, str]:
+    """int8 and bf16 products of the active kernels against pyrnn.reference_quant (bit for bit)."""
+    from . import _core
+    from . import reference_quant as rq
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 37)).astype(np.float32)
+    w = rng.uniform(-0.5, 0.5, (21, 37)).astype(np.float32)
+    q, s = rq.quantize_weight(w)
+    bits = rq.to_bfloat16(w)
+    same = {"int8": np.array_equal(_core._quant_matmul("int8", a, q, s), rq.int8_product(a, q, s)),
+            "bf16": np.array_equal(_core._quant_matmul("bf16", a, bits, None), rq.bf16_product(a, bits))}
+    return all(same.values()), ", ".join(f"{k} {'equal' if v else 'DIFFERENT'}" for k, v in same.items())
+
+
 def info() -> int:
+    from . import _core
     from .config import show_config
 
     show_config()
-    try:
-        ok, detail = self_check()
-    except Exception as e:  # a broken kernel must show as FAIL, not a traceback
-        ok, detail = False, f"{type(e).__name__}: {e}"
-    print(f"self-check: LSTM forward+backward, native vs NumPy reference: "
-          f"{'PASS' if ok else 'FAIL'} ({detail})")
-    return 0 if ok else 1
+    kernels = _core.quant_kernels()
+    print(f"int8 kernel     {kernels['int8']}\nbf16 kernel     {kernels['bf16']}")
+    passed = True
+    for name, check in (("LSTM forward+backward, native vs NumPy reference", self_check),
+                        ("quantized self-check, products native vs NumPy reference", quantized_self_check)):
+        try:
+            ok, detail = check()
+        except Exception as e:  # a broken kernel must show as FAIL, not a traceback
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        print(f"{'self-check: ' if check is self_check else ''}{name}: {'PASS' if ok else 'FAIL'} ({detail})")
+        passed = passed and ok
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,16 +15,14 @@ BACKENDS = {"native": "pyrnn._core", "reference": "pyrnn.reference"}
 
 _ops: ModuleType = _core
 _name: str = "native"
+# Whether the native kernels are the active backend: a global that hot streaming paths read
+# without a function call.
+native: bool = True
 
 
 def ops() -> ModuleType:
     """The module whose ``layer_forward``/``layer_backward`` the layers call now."""
     return _ops
-
-
-def native_active() -> bool:
-    """Whether the native kernels are the active backend (a check hot streaming paths afford)."""
-    return _ops is _core
 
 
 def name() -> str:
@@ -34,10 +32,11 @@ def name() -> str:
 
 def set_backend(backend: str) -> str:
     """Switch to ``backend`` ("native" or "reference"); returns the previous name."""
-    global _ops, _name
+    global _ops, _name, native
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
     previous = _name
     _ops = importlib.import_module(BACKENDS[backend])
     _name = backend
+    native = _ops is _core
     return previous

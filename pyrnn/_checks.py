@@ -1,7 +1,7 @@
 """Validation of user input, with messages that name the argument, the expected and the given shape.
 
 Everything here returns new (or read-only-used) arrays: pyrnn never writes into a caller's
-array. Arrays handed to the kernels are C-contiguous and of the layer's dtype, so views
+array, and what a training cache keeps is always a copy (the ``kept`` arguments). Arrays handed to the kernels are C-contiguous and of the layer's dtype, so views
 (transposed, strided, negative strides) are copied here rather than rejected.
 """
 from __future__ import annotations
@@ -81,9 +81,9 @@ def shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    """``value`` as a C-contiguous array of ``dtype``; floating inputs of another precision are
-    converted, anything non-floating raises TypeError naming ``name``."""
+def _numpy_view(value: Any, name: str) -> np.ndarray:
+    """``value`` as an ndarray, a view of the caller's memory wherever NumPy can make one (arrays,
+    torch tensors, memoryviews and other buffers); non-floating input raises TypeError."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         value = value.detach().cpu().numpy()
     try:
@@ -93,10 +93,32 @@ def float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), "
                         f"got dtype {arr.dtype}")
+    return arr
+
+
+def _contiguous(arr: np.ndarray, name: str, dtype: np.dtype, kept: bool, value: Any) -> np.ndarray:
+    """``arr`` (a view of ``value``) as a C-contiguous, native-order array of ``dtype``.
+
+    ``kept``: the result will be kept after the call returns (a training cache reads it again in
+    backward), so it must be pyrnn's own copy: a view of the caller's array, tensor or buffer
+    would see the caller's later writes. Other results may share memory with the caller: the
+    kernels only read them, during the call.
+    """
     if arr.dtype != dtype or not arr.flags.c_contiguous:
         # e.g. a broadcast view whose copy would not fit: refuse before allocating
         fits_in_memory(arr.size, dtype, f"a contiguous {np.dtype(dtype).name} copy of {name}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    # a list or tuple was already copied by np.asarray: nobody else holds that memory
+    if kept and not isinstance(value, (list, tuple)) and np.may_share_memory(out, arr):
+        out = out.copy()
+    return out
+
+
+def float_array(value: Any, name: str, dtype: np.dtype, *, kept: bool = False) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``; floating inputs of another precision or
+    byte order are converted, anything non-floating raises TypeError naming ``name``. With
+    ``kept``, the result never shares memory with ``value`` (see ``_contiguous``)."""
+    return _contiguous(_numpy_view(value, name), name, dtype, kept, value)
 
 
 def expect_shape(arr: np.ndarray, name: str, expected: tuple[int, ...], legend: str) -> None:
@@ -106,9 +128,11 @@ def expect_shape(arr: np.ndarray, name: str, expected: tuple[int, ...], legend: 
                          f"got {shape_str(arr.shape)}")
 
 
-def sequence(x: Any, input_size: int, batch_first: bool, dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    """A layer's input as a time-major (T, B, I) array, and whether it was batched."""
-    arr = float_array(x, "x", dtype)
+def sequence(x: Any, input_size: int, batch_first: bool, dtype: np.dtype, *,
+             kept: bool = False) -> tuple[np.ndarray, bool]:
+    """A layer's input as a time-major (T, B, I) array, and whether it was batched. ``kept``: the
+    result is kept for backward, so it is a copy (see ``_contiguous``)."""
+    arr = _numpy_view(x, "x")
     layout = "(B, T, I)" if batch_first else "(T, B, I)"
     if arr.ndim not in (2, 3):
         raise ValueError(f"x: expected a 3-D array {layout} or a 2-D unbatched sequence (T, I) "
@@ -117,16 +141,18 @@ def sequence(x: Any, input_size: int, batch_first: bool, dtype: np.dtype) -> tup
         expected = layout if arr.ndim == 3 else "(T, I)"
         raise ValueError(f"x: expected shape {expected} with I = input_size = {input_size}, "
                          f"got shape {shape_str(arr.shape)}")
-    if arr.ndim == 2:
-        return arr[:, None, :], False
-    if batch_first:
-        arr = np.ascontiguousarray(arr.transpose(1, 0, 2))
-    return arr, True
+    batched = arr.ndim == 3
+    if not batched:
+        arr = arr[:, None, :]
+    elif batch_first:
+        arr = arr.transpose(1, 0, 2)
+    return _contiguous(arr, "x", dtype, kept, x), batched
 
 
-def step_input(x: Any, input_size: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    """A cell's input x_t as a (1, B, I) array (one time step), and whether it was batched."""
-    arr = float_array(x, "x", dtype)
+def step_input(x: Any, input_size: int, dtype: np.dtype, *, kept: bool = False) -> tuple[np.ndarray, bool]:
+    """A cell's input x_t as a (1, B, I) array (one time step), and whether it was batched.
+    ``kept``: the result is kept for backward, so it is a copy (see ``_contiguous``)."""
+    arr = float_array(x, "x", dtype, kept=kept)
     if arr.ndim not in (1, 2) or arr.shape[-1] != input_size:
         raise ValueError(f"x: expected shape (B, I) or unbatched (I,) with I = input_size = "
                          f"{input_size}, got shape {shape_str(arr.shape)}")
@@ -144,12 +170,14 @@ def state(value: Any, name: str, shape: tuple[int, ...], legend: str, dtype: np.
 
 
 def lengths(value: Any, T: int, B: int, batched: bool) -> np.ndarray | None:
-    """Per-sequence lengths as an int64 (B,) array with every value in 1..T, or None."""
+    """Per-sequence lengths as a new int64 (B,) array with every value in 1..T, or None."""
     if value is None:
         return None
     if hasattr(value, "detach") and hasattr(value, "numpy"):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value)
+    if isinstance(value, (list, tuple)) and len(value) == 0:
+        arr = np.zeros(0, np.int64)  # np.asarray([]) is float64, yet [] is the lengths of an empty batch
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
     if not batched and arr.ndim == 0:
@@ -161,7 +189,8 @@ def lengths(value: Any, T: int, B: int, batched: bool) -> np.ndarray | None:
     if B > 0 and (arr.min() < 1 or arr.max() > T):
         bad = int(np.flatnonzero((arr < 1) | (arr > T))[0])
         raise ValueError(f"lengths[{bad}] = {arr[bad]} is outside 1..T = 1..{T}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    # always pyrnn's own copy (B integers): training caches keep it until backward
+    return np.array(arr, dtype=np.int64, order="C", copy=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,33 @@
-"""What layers and cells share: named parameters, gradients, state dicts and train/eval mode."""
+"""The one module model: every parameterised object (layers, cells, xLSTM layers and cells,
+the xLSTM block stack, the ``nn`` building blocks and the models) is a :class:`Module`.
+
+A module holds its own parameters (``name -> ndarray``) with matching gradient accumulators,
+and child modules registered by attribute assignment. Parameter names are dotted paths
+(``encoder.weight_ih_l0``, ``head.weight``) as in PyTorch's ``state_dict``.
+
+Contract:
+
+- forward through ``__call__``; in training mode it keeps what ``backward`` needs;
+- ``backward(...)`` returns the input gradients and *adds* the parameter gradients into ``grads``;
+- ``parameters()`` returns the live arrays (an optimizer updates them in place), ``grads`` the
+  accumulators with the same keys, ``zero_grad()`` resets them;
+- ``state_dict()`` (copies) / ``load_state_dict()`` (checked by name and shape);
+- ``train()`` / ``eval()``;
+- pickling and copying keep parameters, gradients, mode and random streams, and drop what a
+  forward left for ``backward`` and any packed weights (they are rebuilt on demand).
+
+There is no autograd: each module's ``backward`` is written out and tested against finite
+differences.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks, _core
+from . import _checks
 
 # Gates per cell kind, in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n).
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
@@ -32,7 +52,7 @@ def checked_state(params: Mapping[str, np.ndarray], state: Any, owner: str) -> d
         if name not in state:
             continue
         arr = np.asarray(torch_to_numpy(state[name]))
-        if arr.dtype.kind not in "fiu":
+        if arr.dtype.kind not in "fiu" and arr.dtype != param.dtype:  # bfloat16 weights: their own dtype
             raise TypeError(f"state_dict[{name!r}] must be numeric, got dtype {arr.dtype}")
         if arr.shape != param.shape:
             wrong_shape.append(f"{name}: expected {_checks.shape_str(param.shape)}, "
@@ -61,50 +81,113 @@ class Tape:
     masks: list[np.ndarray | None]       # dropout mask applied to each layer's output
 
 
-class ParameterModule:
-    """Holds parameters as ``name -> ndarray`` with matching gradient accumulators.
+def _canonical(dtype: Any) -> np.dtype:
+    """NumPy's own dtype object for ``dtype`` (unpickled and copied dtypes are equal but new objects)."""
+    return np.dtype(np.dtype(dtype).name)
 
-    Subclasses call ``_create_parameters`` with the PyTorch names and shapes, in PyTorch's
-    registration order (which is also the order the initial values are drawn in).
+
+def _own_array(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` with the canonical ``dtype`` object, as an array whose data it may write."""
+    if not arr.flags.writeable:
+        return arr.astype(dtype)
+    if arr.dtype is not dtype and arr.dtype == dtype:
+        arr.dtype = dtype
+    return arr
+
+
+class Module:
+    """Base class: own parameters plus child modules, registered by attribute assignment.
+
+    Subclasses call ``Module.__init__(self, dtype)`` before assigning child modules, then add
+    parameters with ``_add_parameter`` or ``_create_parameters``. What a forward leaves for
+    ``backward`` is cleared by ``_drop_caches`` (called by ``eval()`` and after unpickling);
+    ``_transient`` names the attributes that pickling leaves out (caches, tapes, packings).
     """
+
+    # Attributes never pickled nor copied: per-call caches and tapes, packed weights. After
+    # unpickling they are None, then ``_drop_caches`` and ``_mode_changed`` set them up.
+    _transient: tuple[str, ...] = ("_cache",)
+    _cache: Any = None          # what the last training-mode forward kept for backward
 
     dtype: np.dtype
     training: bool
 
+    def __init__(self, dtype: Any = np.float32) -> None:
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_params", {})
+        object.__setattr__(self, "_grads", {})
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "dtype", _checks.layer_dtype(dtype))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        modules = self.__dict__.get("_modules")
+        if isinstance(value, Module) and not name.startswith("_"):
+            if modules is None:
+                raise RuntimeError(f"{type(self).__name__}: call Module.__init__ before assigning modules")
+            modules[name] = value
+        elif modules and name in modules:
+            del modules[name]
+        object.__setattr__(self, name, value)
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def _add_parameter(self, name: str, value: Any) -> np.ndarray:
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        self._params[name] = value
+        self._grads[name] = np.zeros_like(value)
+        return value
+
     def _create_parameters(self, shapes: dict[str, tuple[int, ...]], hidden_size: int,
                            rng: np.random.Generator) -> None:
-        # PyTorch's default: every parameter U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
+        """PyTorch's default initialisation of the recurrent layers: every parameter drawn from
+        U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), in the order of ``shapes``."""
         bound = 1.0 / np.sqrt(hidden_size)
         total = sum(int(np.prod(s)) for s in shapes.values())
         _checks.fits_in_memory(2 * total, self.dtype, f"{type(self).__name__}'s parameters and gradients")
-        self._params: dict[str, np.ndarray] = {}
-        self._grads: dict[str, np.ndarray] = {}
         for name, shape in shapes.items():
-            self._params[name] = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-            self._grads[name] = np.zeros(shape, self.dtype)
-        self.training = True
+            self._add_parameter(name, rng.uniform(-bound, bound, size=shape))
 
-    # -- parameters and gradients ------------------------------------------------------------
+    def _add_module(self, name: str, module: Module) -> None:
+        """Register a child under any name (attribute assignment registers public names)."""
+        self._modules[name] = module
+
+    # -- parameters and gradients -----------------------------------------------------------------
+
+    def children(self) -> dict[str, Module]:
+        return dict(self._modules)
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """The live parameter arrays by PyTorch name; in training mode update them in place
-        (``params[k] -= lr * grads[k]``) and the next forward call uses the new values. In eval
-        mode the layers and cells that pack their weights make them read-only (see ``eval``)."""
-        return dict(self._params)
+        """The live parameter arrays by dotted name; update them in place (``params[k] -= lr *
+        grads[k]``) and the next forward uses the new values. In eval mode the layers and cells
+        that pack their weights make them read-only (see ``eval``)."""
+        out = dict(self._params)
+        for prefix, child in self._modules.items():
+            for k, v in child.parameters().items():
+                out[f"{prefix}.{k}"] = v
+        return out
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
-        """Gradient accumulators, same keys and shapes as ``state_dict()``. ``backward`` adds
+        """Gradient accumulators, same keys and shapes as ``parameters()``. ``backward`` adds
         to them; ``zero_grad()`` resets them."""
-        return dict(self._grads)
+        out = dict(self._grads)
+        for prefix, child in self._modules.items():
+            for k, v in child.grads.items():
+                out[f"{prefix}.{k}"] = v
+        return out
 
     def zero_grad(self) -> None:
         for g in self._grads.values():
             g.fill(0)
+        for child in self._modules.values():
+            child.zero_grad()
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.parameters().values()))
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters by PyTorch name."""
-        return {name: p.copy() for name, p in self._params.items()}
+        """Copies of the parameters by dotted name."""
+        return {k: v.copy() for k, v in self.parameters().items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters (in place, so ``parameters()`` stays live).
@@ -112,27 +195,34 @@ class ParameterModule:
         Accepts any array-likes, torch tensors included. Every name and shape is checked
         before anything is written; problems are reported together, by name.
         """
-        values = checked_state(self._params, state, type(self).__name__)
+        self._write_parameters_tree(checked_state(self.parameters(), state, type(self).__name__))
+
+    def _write_parameters_tree(self, values: dict[str, np.ndarray]) -> None:
+        self._write_parameters({name: values[name] for name in self._params})
+        for prefix, child in self._modules.items():
+            child._write_parameters_tree({k[len(prefix) + 1:]: v for k, v in values.items()
+                                          if k.startswith(prefix + ".")})
+
+    def _write_parameters(self, values: dict[str, np.ndarray]) -> None:
         for name, arr in values.items():
             param = self._params[name]
             frozen = not param.flags.writeable
             param.flags.writeable = True
             np.copyto(param, arr, casting="unsafe")
             param.flags.writeable = not frozen
-        self._forget_packing()
+        self._weights_changed()
 
-    # -- modes ---------------------------------------------------------------------------------
+    # -- modes ------------------------------------------------------------------------------------
 
     def train(self, mode: bool = True):
-        """Training mode (the default): forward calls keep what ``backward`` needs, and
-        inter-layer dropout is active. Returns self."""
-        self.training = bool(mode)
+        """Training mode (the default): forward calls keep what ``backward`` needs, and dropout
+        is active. Applies to the children too. Returns self."""
+        object.__setattr__(self, "training", bool(mode))
         if not self.training:
             self._drop_caches()
-        if self._packs_weights:
-            self._forget_packing()
-            for p in self._params.values():
-                p.flags.writeable = self.training
+        self._mode_changed()
+        for child in self._modules.values():
+            child.train(mode)
         return self
 
     def eval(self):
@@ -144,61 +234,85 @@ class ParameterModule:
         works and repacks; ``train()`` makes the arrays writable again)."""
         return self.train(False)
 
-    def _drop_caches(self) -> None:  # overridden by subclasses that keep caches
-        pass
+    # -- hooks for subclasses ---------------------------------------------------------------------
 
-    # -- packed weights (layers and cells whose kernels multiply with packed panels) ------------
+    def _drop_caches(self) -> None:
+        """Forget what forward calls kept for ``backward``."""
+        self._cache = None
 
-    _packs_weights = False
-    _pack_cache: dict[int, Any] = {}
-    _pack_ops: Any = None
-    # The native eval-mode packing that streaming steps hand straight to ``_core.layer_step``
-    # (set by a step once its checked path found that it applies; dropped with the pack cache):
-    # a step is a few microseconds, so the usual loop skips every other lookup.
-    _step_packing: Any = None
+    def _mode_changed(self) -> None:
+        """Called by ``train``/``eval`` after ``training`` is set."""
 
-    def _forget_packing(self) -> None:
-        self._pack_cache, self._step_packing = {}, None
+    def _weights_changed(self) -> None:
+        """Called after ``load_state_dict`` wrote this module's own parameters."""
 
-    def _packed(self, k: int, cell: str, arrays: Callable[[], tuple]) -> Any:
-        """Layer-direction ``k``'s weights (``arrays()`` gives w_ih, w_hh, b_ih, b_hh, w_hr)
-        packed by the backend's ``pack_layer``: in eval mode (weights frozen) made once per
-        backend and kept; in training mode made afresh."""
-        ops = _backend.ops()
-        if self.training:
-            return ops.pack_layer(cell, *arrays())
-        if self._pack_ops is not ops:
-            self._forget_packing()
-            self._pack_ops = ops
-        packed = self._pack_cache.get(k)
-        if packed is None:
-            packed = self._pack_cache[k] = ops.pack_layer(cell, *arrays())
-        return packed
-
-    def _run_packed(self, k: int, cell: str, arrays: Callable[[], tuple], run: Callable[[Any], Any]) -> Any:
-        """``run(packed)`` on :meth:`_packed`; packs again once if the active instruction set
-        changed since the packing was made (its panel layout differs)."""
-        try:
-            return run(self._packed(k, cell, arrays))
-        except _core.StalePackedWeights:
-            self._forget_packing()
-            return run(self._packed(k, cell, arrays))
-
-    # -- backward bookkeeping of layers (subclasses that keep a Tape in ``self._tape``) ----------
-
-    def _take_tape(self) -> Any:
-        if self._tape is None:
+    def _need_cache(self, cache: Any, what: str = "forward") -> Any:
+        """``cache`` (what a training-mode ``what``, "forward" or "call", kept), or a
+        RuntimeError saying why there is none."""
+        if cache is None:
+            name = type(self).__name__
             if not self.training:
                 raise RuntimeError(
-                    f"{type(self).__name__}.backward: the layer is in eval mode, where forward keeps "
-                    "no cache for backpropagation; call .train() and run the forward again")
+                    f"{name}.backward: the {name} is in eval mode, where a {what} keeps no cache for "
+                    f"backpropagation; call .train() and run the {what} again")
             raise RuntimeError(
-                f"{type(self).__name__}.backward needs a training-mode forward call first "
-                "(none was made, or its backward already ran: each forward supports one backward)")
-        tape, self._tape = self._tape, None
-        return tape
+                f"{name}.backward needs a training-mode {what} first (none was made, or its backward "
+                f"already ran: each {what} supports one backward)")
+        return cache
 
-    # -- helpers for subclasses ------------------------------------------------------------------
+    # -- pickling and copying ---------------------------------------------------------------------
+
+    @classmethod
+    def _transient_names(cls) -> tuple[str, ...]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            for name in klass.__dict__.get("_transient", ()):
+                if name not in names:
+                    names.append(name)
+        return tuple(names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._transient_names():
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        dtype = state["dtype"] = _canonical(state["dtype"])
+        # Parameters and gradients as this module's own writable arrays of the canonical dtype
+        # (NumPy makes new dtype objects when it unpickles, and protocol 5 gives back read-only
+        # arrays over the pickle's bytes when they were frozen); attributes that were the same
+        # array stay the same array.
+        renamed: dict[int, np.ndarray] = {}
+        for store in ("_params", "_grads"):
+            arrays = state[store] = dict(state[store])
+            for name, arr in arrays.items():
+                arrays[name] = renamed.setdefault(id(arr), _own_array(arr, dtype))
+        for name, value in state.items():
+            if isinstance(value, np.ndarray) and id(value) in renamed:
+                state[name] = renamed[id(value)]
+        self.__dict__.update(state)
+        for name in self._transient_names():
+            object.__setattr__(self, name, None)
+        self._drop_caches()
+        self._mode_changed()
+
+    # -- presentation -----------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        extra = self._extra_repr()
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}({extra}"]
+        for name, child in self._modules.items():
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    # -- conversion from torch ---------------------------------------------------------------------
 
     @staticmethod
     def _dtype_of_torch(module: Any) -> np.dtype:

@@ -15,21 +15,23 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _core
-from ._module import GATES, ParameterModule
+from ._module import GATES, Module
+from ._recurrent import PackedKernels
 
 
-class _Cell(ParameterModule):
+class _Cell(PackedKernels, Module):
     """Shared implementation of the cells (use RNNCell, LSTMCell, GRUCell)."""
 
-    _packs_weights = True
+    _transient = ("_caches",)
+    _stacked_state = False
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, dtype: Any,
                  seed: int | None) -> None:
+        Module.__init__(self, dtype)
         self.cell = cell
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
-        self.dtype = _checks.layer_dtype(dtype)
         self.seed = seed
         gh = GATES[cell] * self.hidden_size
         shapes: dict[str, tuple[int, ...]] = {"weight_ih": (gh, self.input_size),
@@ -38,63 +40,41 @@ class _Cell(ParameterModule):
             shapes["bias_ih"] = (gh,)
             shapes["bias_hh"] = (gh,)
         self._create_parameters(shapes, self.hidden_size, np.random.default_rng(seed))
-        self._caches: list[tuple[Any, bool]] = []   # (layer_forward cache, batched) per call
+        self._caches: list[tuple[Any, bool, int]] = []   # (layer_forward cache, batched, B) per call
 
     def _weights(self) -> tuple:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) as the layer kernels take them."""
         p = self._params
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), None
 
-    def _step(self, x: Any, h: Any, c: Any):
-        # Streaming inference is a few microseconds of native work: when the arrays are already
-        # what the kernel takes (a loop feeding back the returned state), hand them over as they
-        # are; the kernel checks them and anything else takes the general path below.
-        # After the first such step, only `_step_packing` is looked up. The kernel also takes
-        # (1, B, H) states, which are not a cell's: those take the checked path.
-        if (not self.training and _backend.native_active() and type(h) is np.ndarray and h.ndim == 2
-                and (c is None or (type(c) is np.ndarray and c.ndim == 2))):
-            try:
-                packed = self._step_packing
-                if packed is None:
-                    packed = self._packed(0, self.cell, self._weights)
-                h_new, c_new = _core.layer_step(x, h, c, packed)
-                self._step_packing = packed
-                return h_new, c_new
-            except (TypeError, ValueError):
-                pass  # converted, checked (with a clear message) or repacked below
-        xt, batched = _checks.step_input(x, self.input_size, self.dtype)
+    def _checked_step(self, x: Any, h: Any, c: Any):
+        """One step, arguments converted and checked (see ``_stream_step``); in training mode
+        its cache is kept for ``backward``. Returns ``(h_new, c_new or None)``."""
+        xt, batched = _checks.step_input(x, self.input_size, self.dtype, kept=self.training)
         B = xt.shape[1]
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
         h = _checks.state(h, "h", shape, legend, self.dtype).reshape(B, self.hidden_size)
         if self.cell == "lstm":
             c = _checks.state(c, "c", shape, legend, self.dtype).reshape(B, self.hidden_size)
-        if self.training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()  # the cache keeps the input: later edits by the caller must not reach it
+        ops = _backend.ops()
         if B == 0:
             h_new, c_new, cache = h.copy(), (c.copy() if self.cell == "lstm" else None), None
         elif not self.training:  # streaming inference: the single-step kernel, nothing kept
-            ops = _backend.ops()
-            h_new, c_new = self._run_packed(0, self.cell, self._weights,
-                                            lambda packed: ops.layer_step(xt[0], h, c, packed))
+            packed = self._packed(0, self.cell, self._weights)
+            h_new, c_new = ops.layer_step(xt[0], h, c, packed)
+            if ops is _core:
+                self._step_packing = packed
             cache = None
         else:
-            _, h_new, c_new, cache = _backend.ops().layer_forward(
-                self.cell, xt, h, c, *self._weights(), None, False, True, None)
+            _, h_new, c_new, cache = ops.layer_forward(self.cell, xt, h, c, *self._weights(), None, False, True, None)
         if self.training:
             self._caches.append((cache, batched, B))
         shape_out = (B, self.hidden_size) if batched else (self.hidden_size,)
         return h_new.reshape(shape_out), (c_new.reshape(shape_out) if c_new is not None else None)
 
     def _step_backward(self, dh: Any, dc: Any):
-        if not self._caches:
-            if not self.training:
-                raise RuntimeError(
-                    f"{type(self).__name__}.backward: the cell is in eval mode, where a call keeps "
-                    "no cache for backpropagation; call .train() and run the step again")
-            raise RuntimeError(
-                f"{type(self).__name__}.backward needs a training-mode call first (each call "
-                "supports one backward; none is left)")
-        cache, batched, B = self._caches.pop()
+        cache, batched, B = self._need_cache(self._caches[-1] if self._caches else None, "call")
+        self._caches.pop()
         shape, legend = ((B, self.hidden_size), "(B, H)") if batched else ((self.hidden_size,), "(H,)")
         is_lstm = self.cell == "lstm"
         dh = _checks.state(dh, "dh", shape, legend, self.dtype).reshape(B, self.hidden_size)
@@ -114,17 +94,17 @@ class _Cell(ParameterModule):
                 dc_prev.reshape(shape_out) if dc_prev is not None else None)
 
     def _drop_caches(self) -> None:
-        self._caches.clear()
+        self._caches = []
 
-    def _extra_repr(self) -> list[str]:
+    def _options(self) -> list[str]:
         return []
 
-    def __repr__(self) -> str:
-        parts = [str(self.input_size), str(self.hidden_size)] + self._extra_repr()
+    def _extra_repr(self) -> str:
+        parts = [str(self.input_size), str(self.hidden_size)] + self._options()
         if not self.bias:
             parts.append("bias=False")
         parts.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return ", ".join(parts)
 
     @classmethod
     def _from_torch_module(cls, module: Any, class_name: str, **kwargs: Any):
@@ -147,14 +127,14 @@ class RNNCell(_Cell):
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed)
 
     def __call__(self, x: Any, h: Any = None) -> np.ndarray:
-        return self._step(x, h, None)[0]
+        return self._stream_step(x, h, None)[0]
 
     def backward(self, dh: Any):
         """Backward through the most recent training-mode call: ``(dx, dh_prev)``."""
         dx, dh_prev, _ = self._step_backward(dh, None)
         return dx, dh_prev
 
-    def _extra_repr(self) -> list[str]:
+    def _options(self) -> list[str]:
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity={self.nonlinearity!r}"]
 
     @classmethod
@@ -171,7 +151,7 @@ class LSTMCell(_Cell):
 
     def __call__(self, x: Any, state: Any = None) -> tuple[np.ndarray, np.ndarray]:
         h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))
-        return self._step(x, h, c)
+        return self._stream_step(x, h, c)
 
     def backward(self, dstate: Any):
         """Backward through the most recent training-mode call: ``(dx, (dh_prev, dc_prev))``."""
@@ -195,14 +175,14 @@ class GRUCell(_Cell):
                          bias, dtype, seed)
 
     def __call__(self, x: Any, h: Any = None) -> np.ndarray:
-        return self._step(x, h, None)[0]
+        return self._stream_step(x, h, None)[0]
 
     def backward(self, dh: Any):
         """Backward through the most recent training-mode call: ``(dx, dh_prev)``."""
         dx, dh_prev, _ = self._step_backward(dh, None)
         return dx, dh_prev
 
-    def _extra_repr(self) -> list[str]:
+    def _options(self) -> list[str]:
         return [] if self.reset_after else ["reset_after=False"]
 
     @classmethod

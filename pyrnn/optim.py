@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _dense
+from ._module import Module
 
 
 def _params_and_grads(target: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -69,12 +70,17 @@ def clip_grad_value(target: Any, clip_value: float) -> None:
 
 
 class Optimizer:
-    """Base class: holds the live parameters, gradients, learning rate and per-parameter state."""
+    """Base class: holds the live parameters, gradients, learning rate and per-parameter state.
+
+    An optimizer of a module pickles and copies with that module (its parameters are the
+    module's arrays again after unpickling); one of a ``(params, grads)`` pair with the arrays.
+    """
 
     def __init__(self, target: Any, lr: float) -> None:
         if not lr >= 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         self.params, self.grads = _params_and_grads(target)
+        self._module = target if isinstance(target, Module) else None
         self.lr = float(lr)
         self.initial_lr = float(lr)
         self.state: dict[str, dict[str, np.ndarray]] = {k: {} for k in self.params}
@@ -99,6 +105,17 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr:g}, {len(self.params)} parameters)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._module is not None:   # the module's own arrays: found again through it
+            del state["params"], state["grads"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._module is not None:
+            self.params, self.grads = _params_and_grads(self._module)
 
 
 class SGD(Optimizer):
@@ -195,3 +212,177 @@ class CosineLR:
             lr = self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
         self.optimizer.lr = lr
         return lr
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's update rule: ``v = alpha v + (1 - alpha) g^2``, optionally centred
+    (divides by the variance estimate ``v - mean(g)^2``), with momentum and L2 weight decay."""
+
+    def __init__(self, target: Any, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
+        super().__init__(target, lr)
+        if not 0 <= alpha < 1 or momentum < 0 or weight_decay < 0 or eps < 0:
+            raise ValueError("need 0 <= alpha < 1 and momentum, weight_decay, eps >= 0")
+        self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
+        self.momentum, self.centered = float(momentum), bool(centered)
+
+    def _update(self, name, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(p)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(p)
+            if self.momentum:
+                state["momentum_buffer"] = np.zeros_like(p)
+        v = state["square_avg"]
+        v *= self.alpha
+        v += (1 - self.alpha) * (g * g)
+        if self.centered:
+            ga = state["grad_avg"]
+            ga *= self.alpha
+            ga += (1 - self.alpha) * g
+            avg = np.sqrt(v - ga * ga) + self.eps
+        else:
+            avg = np.sqrt(v) + self.eps
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += g / avg
+            p -= (self.lr * buf).astype(p.dtype, copy=False)
+        else:
+            p -= (self.lr * g / avg).astype(p.dtype, copy=False)
+
+
+class Adagrad(Optimizer):
+    """Adagrad with PyTorch's update rule: ``sum += g^2; p -= lr_t g / (sqrt(sum) + eps)`` with
+    ``lr_t = lr / (1 + (step - 1) lr_decay)``, optional L2 weight decay."""
+
+    def __init__(self, target: Any, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+        super().__init__(target, lr)
+        if lr_decay < 0 or weight_decay < 0 or initial_accumulator_value < 0 or eps < 0:
+            raise ValueError("lr_decay, weight_decay, initial_accumulator_value and eps must be >= 0")
+        self.lr_decay, self.weight_decay, self.eps = float(lr_decay), float(weight_decay), float(eps)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+
+    def _update(self, name, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if "sum" not in state:
+            state["sum"] = np.full_like(p, self.initial_accumulator_value)
+        acc = state["sum"]
+        acc += g * g
+        lr = self.lr / (1 + (self.steps - 1) * self.lr_decay)
+        p -= (lr * g / (np.sqrt(acc) + self.eps)).astype(p.dtype, copy=False)
+
+
+class _BatchSchedule:
+    """A schedule over optimizer steps: ``fit`` calls ``step()`` after every batch
+    (``interval = "batch"``); calling it once per epoch instead counts epochs."""
+
+    interval = "batch"
+
+    def __init__(self, optimizer: Optimizer, total_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.optimizer, self.total_steps = optimizer, int(total_steps)
+        self.step_count = 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, step: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> float:
+        self.step_count += 1
+        self.optimizer.lr = self.lr_at(min(self.step_count, self.total_steps))
+        return self.optimizer.lr
+
+
+class WarmupCosineLR(_BatchSchedule):
+    """Linear warm-up from 0 to the optimizer's rate over ``warmup_steps`` optimizer steps, then
+    cosine annealing to ``eta_min`` at ``total_steps`` (held there after). Steps per batch."""
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, eta_min: float = 0.0) -> None:
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}")
+        self.warmup_steps, self.eta_min = int(warmup_steps), float(eta_min)
+        super().__init__(optimizer, total_steps)
+
+    def lr_at(self, step: int) -> float:
+        base = self.optimizer.initial_lr
+        if step < self.warmup_steps:
+            return base * step / self.warmup_steps
+        t = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        return self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * t)) / 2
+
+
+class OneCycleLR(_BatchSchedule):
+    """The one-cycle policy as ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing, two
+    phases, no momentum cycling): from ``max_lr / div_factor`` up to ``max_lr`` over
+    ``pct_start`` of ``total_steps``, then down to ``initial / final_div_factor``. Steps per batch."""
+
+    def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
+        if not 0 < pct_start < 1 or max_lr <= 0:
+            raise ValueError("need 0 < pct_start < 1 and max_lr > 0")
+        self.max_lr = float(max_lr)
+        self.initial = self.max_lr / float(div_factor)
+        self.final = self.initial / float(final_div_factor)
+        self.peak_step = float(pct_start * total_steps) - 1
+        super().__init__(optimizer, total_steps)
+
+    @staticmethod
+    def _cos(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def lr_at(self, step: int) -> float:
+        if step <= self.peak_step:
+            return self._cos(self.initial, self.max_lr, step / self.peak_step)
+        return self._cos(self.max_lr, self.final, (step - self.peak_step) / (self.total_steps - 1 - self.peak_step))
+
+    def step(self) -> float:
+        self.step_count += 1
+        self.optimizer.lr = self.lr_at(min(self.step_count, self.total_steps - 1))
+        return self.optimizer.lr
+
+
+class ReduceLROnPlateau:
+    """Multiply the rate by ``factor`` when ``monitor`` (a log of ``fit``, e.g. ``"val_loss"``) has
+    not improved for ``patience`` epochs, as ``torch.optim.lr_scheduler.ReduceLROnPlateau``
+    (relative threshold, cooldown, ``min_lr``). ``step(value)`` once per epoch; ``fit`` passes
+    the monitored value."""
+
+    interval = "epoch"
+
+    def __init__(self, optimizer: Optimizer, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
+                 eps: float = 1e-8) -> None:
+        if mode not in ("min", "max") or not 0 < factor < 1:
+            raise ValueError("mode must be 'min' or 'max' and factor in (0, 1)")
+        self.optimizer, self.monitor, self.mode, self.factor = optimizer, monitor, mode, float(factor)
+        self.patience, self.threshold, self.cooldown = int(patience), float(threshold), int(cooldown)
+        self.min_lr, self.eps = float(min_lr), float(eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = self.cooldown_counter = 0
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best * (1 - self.threshold)
+        return value > self.best * (1 + self.threshold)
+
+    def step(self, value: float) -> float:
+        value = float(value)
+        if self._improved(value):
+            self.best, self.num_bad_epochs = value, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            new = max(self.optimizer.lr * self.factor, self.min_lr)
+            if self.optimizer.lr - new > self.eps:
+                self.optimizer.lr = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        return self.optimizer.lr

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _checks, _core, reference_xlstm
-from ._module import ParameterModule, Tape
+from ._module import Module
+from ._recurrent import RecurrentLayer
 
 __all__ = ["SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack", "from_official"]
 
@@ -44,170 +45,72 @@ def _heads(hidden_size: int, num_heads: Any) -> int:
     return nh
 
 
-class _XLayer(ParameterModule):
-    """What SLSTM and MLSTM share: stacking, states, dropout, backward (use those classes)."""
+class _XLayer(RecurrentLayer):
+    """What SLSTM and MLSTM add to the recurrent-layer base: heads, gate-bias initialisation,
+    states as tuples (use those classes)."""
 
     kind: str
-    state_names: tuple[str, ...]
+    _y_width_legend = "H"
 
     def __init__(self, input_size, hidden_size, num_heads, num_layers, bias, batch_first, dropout,
                  dtype, seed) -> None:
-        self.input_size = _checks.positive_int(input_size, "input_size")
-        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
-        self.num_heads = _heads(self.hidden_size, num_heads)
-        self.head_dim = self.hidden_size // self.num_heads
-        self.num_layers = _checks.positive_int(num_layers, "num_layers")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = _checks.dropout(dropout)
-        self.dtype = _checks.layer_dtype(dtype)
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-        shapes = {}
-        for layer in range(self.num_layers):
-            shapes.update(self._layer_shapes(layer, self.input_size if layer == 0 else self.hidden_size))
-        self._create_parameters(shapes, self.hidden_size, self._rng)
+        self.num_heads = _heads(_checks.positive_int(hidden_size, "hidden_size"), num_heads)
+        self.head_dim = hidden_size // self.num_heads
+        self.grad_state_names = tuple("d" + name for name in self.state_names)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, False, 0, dtype, seed)
         self._init_gate_biases()
-        self._tape: Tape | None = None
 
     # -- hooks -----------------------------------------------------------------------------------
-    def _layer_shapes(self, layer: int, layer_input: int) -> dict[str, tuple[int, ...]]:
-        raise NotImplementedError
-
-    def _state_shapes(self) -> tuple[tuple[int, ...], ...]:
+    def _state_component_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Per-sequence shape of each state component (without the layer and batch axes)."""
         raise NotImplementedError
 
     def _init_gate_biases(self) -> None:
         pass
 
-    # -- forward ---------------------------------------------------------------------------------
-    def _forward(self, x: Any, state: Any, lengths: Any):
-        xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype)
-        T, B, _ = xt.shape
-        states = self._initial_states(state, B, batched, "state")
-        lengths = _checks.lengths(lengths, T, B, batched)
-        training = self.training
-        _checks.fits_in_memory(self._memory_estimate(T, B), self.dtype,
-                               f"{type(self).__name__} forward over T={T}, B={B}")
-        if training and isinstance(x, np.ndarray) and np.may_share_memory(xt, x):
-            xt = xt.copy()
-        if T == 0 or B == 0:
-            y = np.zeros((T, B, self.hidden_size), self.dtype)
-            finals, caches, masks = [s.copy() for s in states], [], []
-        else:
-            y, finals, caches, masks = self._run_layers(xt, states, lengths, training)
-        self._tape = Tape(T, B, batched, caches, masks) if training else None
-        if not batched:
-            y = y[:, 0]
-            finals = [f[:, 0] for f in finals]
-        elif self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+    def _state_shapes(self):
+        return tuple((self.num_layers, shape, "(num_layers, B, " + ", ".join(map(str, shape)) + ")")
+                     for shape in self._state_component_shapes())
+
+    def _state_parts(self, state: Any, name: str) -> list[Any]:
+        names = self.state_names if name == "state" else self.grad_state_names
+        if state is None:
+            return [None] * len(names)
+        if isinstance(state, (tuple, list)) and len(state) == len(names):
+            return list(state)
+        raise TypeError(f"{name} must be None or a tuple ({', '.join(names)}) of arrays or Nones, "
+                        f"got {type(state).__name__}"
+                        + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+
+    # -- forward and backward --------------------------------------------------------------------
+    def __call__(self, x: Any, state: Any = None, lengths: Any = None):
+        y, finals = self._forward(x, self._state_parts(state, "state"), lengths)
         return y, tuple(finals)
 
-    def _run_layers(self, x, states, lengths, training):
-        ops = _ops()
-        finals = [np.empty_like(s) for s in states]
-        caches, masks = [], []
-        layer_input = x
-        for layer in range(self.num_layers):
-            out = self._layer_forward(ops, layer, layer_input, [s[layer] for s in states], lengths, training)
-            y, *new_states, cache = out
-            for f, s in zip(finals, new_states):
-                f[layer] = s
-            caches.append(cache)
-            layer_input = y
-            mask = None
-            if training and self.dropout > 0 and layer < self.num_layers - 1:
-                mask = self._dropout_mask(y.shape)
-                layer_input = y * mask
-            masks.append(mask)
-        return layer_input, finals, caches, masks
+    def backward(self, dy: Any, dstate: Any = None):
+        """BPTT through the last training-mode forward: ``(dx, initial-state gradients)``."""
+        dx, d0 = self._backward(dy, self._state_parts(dstate, "dstate"))
+        return dx, tuple(d0)
 
-    def _dropout_mask(self, shape):
-        if self.dropout >= 1.0:
-            return np.zeros(shape, self.dtype)
-        keep = self._rng.random(shape) >= self.dropout
-        return keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+    def _run_layer(self, layer, x, states, finals, lengths, training, caches):
+        y, *new_states, cache = self._layer_forward(_ops(), layer, x, [s[layer] for s in states], lengths,
+                                                    training)
+        for f, s in zip(finals, new_states):
+            f[layer] = s
+        caches.append(cache)
+        return y
 
-    def _initial_states(self, state: Any, B: int, batched: bool, name: str) -> list[np.ndarray]:
-        names = self.state_names
-        if state is None:
-            parts = [None] * len(names)
-        elif isinstance(state, (tuple, list)) and len(state) == len(names):
-            parts = list(state)
-        else:
-            raise TypeError(f"{name} must be None or a tuple ({', '.join(names)}) of arrays or Nones, "
-                            f"got {type(state).__name__}"
-                            + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
-        out = []
-        for part, pname, shape in zip(parts, names, self._state_shapes()):
-            full = (self.num_layers, B, *shape) if batched else (self.num_layers, *shape)
-            legend = "(num_layers, " + ("B, " if batched else "") + ", ".join(map(str, shape)) + ")"
-            arr = _checks.state(part, pname if name == "state" else "d" + pname, full, legend, self.dtype)
-            out.append(arr if batched else arr[:, None])
-        return out
+    def _backprop_layer(self, layer, caches, dy, dfinal, d0):
+        dx, *dstates = self._layer_backward(_ops(), layer, caches[layer], dy, [d[layer] for d in dfinal])
+        for acc, s in zip(d0, dstates):
+            acc[layer] = s
+        return dx
 
     def _memory_estimate(self, T: int, B: int) -> int:
         return T * B * self.num_layers * 16 * self.hidden_size
 
-    # -- backward --------------------------------------------------------------------------------
-    def _backward(self, dy: Any, dstate: Any):
-        tape = self._take_tape()
-        T, B = tape.T, tape.B
-        d_out = self._output_grad(dy, tape)
-        dfinal = self._initial_states(dstate, B, tape.batched, "dstate")
-        if T == 0 or B == 0:
-            dx = np.zeros((T, B, self.input_size), self.dtype)
-            d0 = [d.copy() for d in dfinal]
-        else:
-            ops = _ops()
-            d0 = [np.empty_like(d) for d in dfinal]
-            for layer in reversed(range(self.num_layers)):
-                dx, *dstates = self._layer_backward(ops, layer, tape.caches[layer], d_out,
-                                                    [d[layer] for d in dfinal])
-                for acc, s in zip(d0, dstates):
-                    acc[layer] = s
-                if layer > 0 and tape.masks[layer - 1] is not None:
-                    dx = dx * tape.masks[layer - 1]
-                d_out = dx
-            dx = d_out
-        if not tape.batched:
-            return dx[:, 0], tuple(d[:, 0] for d in d0)
-        if self.batch_first:
-            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, tuple(d0)
-
-    def _output_grad(self, dy: Any, tape: Tape):
-        if dy is None:
-            return None
-        arr = _checks.float_array(dy, "dy", self.dtype)
-        H = self.hidden_size
-        if not tape.batched:
-            _checks.expect_shape(arr, "dy", (tape.T, H), "(T, H) like y")
-            return arr[:, None, :]
-        if self.batch_first:
-            _checks.expect_shape(arr, "dy", (tape.B, tape.T, H), "(B, T, H) like y")
-            return np.ascontiguousarray(arr.transpose(1, 0, 2))
-        _checks.expect_shape(arr, "dy", (tape.T, tape.B, H), "(T, B, H) like y")
-        return arr
-
-    def _drop_caches(self) -> None:
-        self._tape = None
-
-    def __repr__(self) -> str:
-        parts = [str(self.input_size), str(self.hidden_size), f"num_heads={self.num_heads}"]
-        if self.num_layers != 1:
-            parts.append(f"num_layers={self.num_layers}")
-        parts += self._extra_repr()
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0)):
-            if getattr(self, name) != default:
-                parts.append(f"{name}={getattr(self, name)}")
-        parts.append(f"dtype={self.dtype.name}")
-        return f"{type(self).__name__}({', '.join(parts)})"
-
-    def _extra_repr(self) -> list[str]:
-        return []
+    def _shape_options(self) -> list[str]:
+        return [f"num_heads={self.num_heads}"]
 
 
 class SLSTM(_XLayer):
@@ -252,7 +155,7 @@ class SLSTM(_XLayer):
             shapes[f"bias_l{layer}"] = (4 * H,)
         return shapes
 
-    def _state_shapes(self):
+    def _state_component_shapes(self):
         return ((self.hidden_size,),) * 4
 
     def _init_gate_biases(self):
@@ -273,14 +176,7 @@ class SLSTM(_XLayer):
         return ops.slstm_backward(cache, dy, *dstates, p[f"weight_ih_l{layer}"], p[f"weight_hh_l{layer}"],
                                   g[f"weight_ih_l{layer}"], g[f"weight_hh_l{layer}"], g.get(f"bias_l{layer}"))
 
-    def __call__(self, x: Any, state: Any = None, lengths: Any = None):
-        return self._forward(x, state, lengths)
-
-    def backward(self, dy: Any, dstate: Any = None):
-        """BPTT through the last training-mode forward: ``(dx, (dh0, dc0, dn0, dm0))``."""
-        return self._backward(dy, dstate)
-
-    def _extra_repr(self):
+    def _options(self):
         return ([] if self.forget_gate == "sigmoid" else ["forget_gate='exp'"]) + (
             ["input_projection='headwise'"] if self.headwise else [])
 
@@ -320,7 +216,7 @@ class MLSTM(_XLayer):
             shapes[f"bias_l{layer}"] = (self.rows,)
         return shapes
 
-    def _state_shapes(self):
+    def _state_component_shapes(self):
         NH, DH = self.num_heads, self.head_dim
         return ((NH, DH, DH), (NH, DH), (NH,))
 
@@ -344,14 +240,7 @@ class MLSTM(_XLayer):
         return ops.mlstm_backward(cache, dy, *dstates, p[f"weight_ih_l{layer}"], g[f"weight_ih_l{layer}"],
                                   g.get(f"bias_l{layer}"))
 
-    def __call__(self, x: Any, state: Any = None, lengths: Any = None):
-        return self._forward(x, state, lengths)
-
-    def backward(self, dy: Any, dstate: Any = None):
-        """BPTT through the last training-mode forward: ``(dx, (dC0, dn0, dm0))``."""
-        return self._backward(dy, dstate)
-
-    def _extra_repr(self):
+    def _options(self):
         out = [] if self.output_gate else ["output_gate=False"]
         if self.eps != 1e-6:
             out.append(f"eps={self.eps}")
@@ -362,57 +251,34 @@ class MLSTM(_XLayer):
 # cells: one step, the layers' kernels with T = 1
 
 
-class _XCell:
+class _XCell(Module):
     """One step of a one-layer SLSTM/MLSTM; parameters named without the ``_l0`` suffix.
-    Each training-mode call keeps its cache on a stack; ``backward`` consumes the latest."""
+
+    The cell runs a private one-layer layer whose parameter and gradient arrays it shares
+    (the cell's ``weight_ih`` is the layer's ``weight_ih_l0``). Each training-mode call keeps
+    its tape on a stack; ``backward`` consumes the latest."""
 
     _layer_class: type
+    _transient = ("_caches",)
+    # The configuration the cell shows, as the layer's.
+    _config = ("input_size", "hidden_size", "num_heads", "head_dim", "bias", "seed", "kind", "state_names")
 
     def __init__(self, **kwargs) -> None:
-        self._layer = self._layer_class(num_layers=1, **kwargs)
+        layer = self._layer_class(num_layers=1, **kwargs)
+        Module.__init__(self, layer.dtype)
+        self._layer = layer
+        for name in self._config:
+            setattr(self, name, getattr(layer, name))
+        for name in layer._params:
+            self._params[name[:-len("_l0")]] = layer._params[name]
+            self._grads[name[:-len("_l0")]] = layer._grads[name]
         self._caches: list[tuple[Any, bool]] = []
 
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._layer, name)
+    def _mode_changed(self) -> None:
+        self._layer.train(self.training)
 
-    # parameters under cell names (weight_ih, weight_hh, bias)
-    @staticmethod
-    def _cell_name(name: str) -> str:
-        return name[:-3]
-
-    def parameters(self):
-        return {self._cell_name(k): v for k, v in self._layer._params.items()}
-
-    @property
-    def grads(self):
-        return {self._cell_name(k): v for k, v in self._layer._grads.items()}
-
-    def zero_grad(self):
-        self._layer.zero_grad()
-
-    def state_dict(self):
-        return {self._cell_name(k): v.copy() for k, v in self._layer._params.items()}
-
-    def load_state_dict(self, state):
-        from collections.abc import Mapping
-        if not isinstance(state, Mapping):
-            raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
-        self._layer.load_state_dict({(k + "_l0" if isinstance(k, str) else k): v for k, v in state.items()})
-
-    @property
-    def training(self):
-        return self._layer.training
-
-    def train(self, mode: bool = True):
-        self._layer.train(mode)
-        if not mode:
-            self._caches.clear()
-        return self
-
-    def eval(self):
-        return self.train(False)
+    def _drop_caches(self) -> None:
+        self._caches = []
 
     def _step(self, x: Any, state: Any):
         layer = self._layer
@@ -426,7 +292,7 @@ class _XCell:
                 raise TypeError(f"state must be None or a tuple ({', '.join(layer.state_names)})")
             state = tuple(None if s is None else np.asarray(_checks.float_array(s, n, layer.dtype))[None]
                           for s, n in zip(state, layer.state_names))
-        out, new_state = layer._forward(arr[None], state, None)  # a sequence of one step
+        out, new_state = layer(arr[None], state)  # a sequence of one step
         if layer.training:
             self._caches.append((layer._tape, batched))
             layer._tape = None
@@ -434,13 +300,8 @@ class _XCell:
 
     def _step_backward(self, dh: Any, dstate: Any):
         layer = self._layer
-        if not self._caches:
-            if not layer.training:
-                raise RuntimeError(f"{type(self).__name__}.backward: the cell is in eval mode, where a call "
-                                   "keeps no cache for backpropagation; call .train() and run the step again")
-            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode call first "
-                               "(each call supports one backward; none is left)")
-        tape, batched = self._caches.pop()
+        tape, batched = self._need_cache(self._caches[-1] if self._caches else None, "call")
+        self._caches.pop()
         layer._tape = tape
         dy = None if dh is None else _checks.float_array(dh, "dh", layer.dtype)[None]
         if dstate is not None:
@@ -448,11 +309,11 @@ class _XCell:
                 raise TypeError(f"dstate must be None or a tuple ({', '.join(layer.state_names)})")
             dstate = tuple(None if s is None else _checks.float_array(s, "d" + n, layer.dtype)[None]
                            for s, n in zip(dstate, layer.state_names))
-        dx, d0 = layer._backward(dy, dstate)
+        dx, d0 = layer.backward(dy, dstate)
         return dx[0], tuple(d[0] for d in d0)
 
-    def __repr__(self):
-        return repr(self._layer).replace(type(self._layer).__name__, type(self).__name__, 1)
+    def _extra_repr(self) -> str:
+        return self._layer._extra_repr()
 
 
 class SLSTMCell(_XCell):
@@ -460,6 +321,7 @@ class SLSTMCell(_XCell):
     ``dx, (dh, dc, dn, dm) = cell.backward((dh, dc, dn, dm))`` through the latest call."""
 
     _layer_class = SLSTM
+    _config = _XCell._config + ("forget_gate", "input_projection", "headwise")
 
     def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4, bias: bool = True,
                  forget_gate: str = "sigmoid", input_projection: str = "dense", dtype: Any = np.float32,
@@ -483,6 +345,7 @@ class MLSTMCell(_XCell):
     ``dx, (dC, dn, dm) = cell.backward(dh, (dC, dn, dm))`` through the latest call."""
 
     _layer_class = MLSTM
+    _config = _XCell._config + ("output_gate", "eps", "rows")
 
     def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4, bias: bool = True,
                  output_gate: bool = True, eps: float = 1e-6, dtype: Any = np.float32,

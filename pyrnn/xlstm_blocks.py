@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks, _dense
-from ._module import ParameterModule
+from ._module import Module
 
 LN_EPS = 1e-5
 
@@ -52,7 +52,7 @@ def _ln_backward(dy, w, cache, dw):
     return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
 
 
-class xLSTMBlockStack(ParameterModule):
+class xLSTMBlockStack(Module):
     """A stack of residual xLSTM blocks as a sequence encoder: ``y = stack(x, lengths=None)``
     with x (T, B, E) (or batch_first, or unbatched (T, E)) and y of the same shape;
     ``dx = stack.backward(dy)``. ``blocks`` is a string or list of "m" / "s" (e.g. "msm").
@@ -60,18 +60,21 @@ class xLSTMBlockStack(ParameterModule):
     ``post_norm.weight``; ``parameters()``, ``grads``, ``state_dict()`` as the layers.
     """
 
+    _transient = ("_tape",)
+    _tape: Any = None
+
     def __init__(self, embedding_dim: int, blocks: Any = "ms", num_heads: int = 4,
                  proj_factor: float = 2.0, ffn_factor: float = 4.0 / 3.0, batch_first: bool = False,
                  dtype: Any = np.float32, seed: int | None = None) -> None:
         from .xlstm import MLSTM, SLSTM
 
+        Module.__init__(self, dtype)
         E = self.embedding_dim = _checks.positive_int(embedding_dim, "embedding_dim")
         self.block_types = list(blocks)
         if not self.block_types or any(b not in ("m", "s") for b in self.block_types):
             raise ValueError(f"blocks must be a non-empty sequence of 'm' and 's', got {blocks!r}")
         self.num_heads = _checks.positive_int(num_heads, "num_heads")
         self.batch_first = bool(batch_first)
-        self.dtype = _checks.layer_dtype(dtype)
         rng = np.random.default_rng(seed)
         P = int(round(proj_factor * E / self.num_heads)) * self.num_heads
         F = int(round(ffn_factor * E))
@@ -108,18 +111,9 @@ class xLSTMBlockStack(ParameterModule):
             else:
                 layer = SLSTM(E, E, num_heads=self.num_heads, input_projection="headwise", dtype=self.dtype,
                               seed=sub_seed)
-            for name in list(layer._params):
-                self._params[f"blocks.{k}.xlstm.{name}"] = layer._params[name]
-                self._grads[f"blocks.{k}.xlstm.{name}"] = layer._grads[name]
+            self._add_module(f"blocks.{k}.xlstm", layer)
             self.layers.append(layer)
         self._tape = None
-
-    # train/eval reach the inner layers too
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for layer in getattr(self, "layers", []):
-            layer.train(mode)
-        return self
 
     def _drop_caches(self) -> None:
         self._tape = None
@@ -167,10 +161,7 @@ class xLSTMBlockStack(ParameterModule):
     def backward(self, dy: Any) -> np.ndarray:
         """Backpropagation through the last training-mode call: returns dx; gradients of every
         parameter accumulate in ``grads``."""
-        if self._tape is None:
-            raise RuntimeError("xLSTMBlockStack.backward needs a training-mode forward call first "
-                               "(each forward supports one backward)")
-        tape, ln_post, mask, batched, T, B, lengths = self._tape
+        tape, ln_post, mask, batched, T, B, lengths = self._need_cache(self._tape)
         self._tape = None
         E = self.embedding_dim
         d = _checks.float_array(dy, "dy", self.dtype)
@@ -213,9 +204,9 @@ class xLSTMBlockStack(ParameterModule):
             return dx[:, 0]
         return np.ascontiguousarray(dx.transpose(1, 0, 2)) if self.batch_first else dx
 
-    def __repr__(self) -> str:
-        return (f"xLSTMBlockStack({self.embedding_dim}, blocks={''.join(self.block_types)!r}, "
-                f"num_heads={self.num_heads}, dtype={self.dtype.name})")
+    def _extra_repr(self) -> str:
+        return (f"{self.embedding_dim}, blocks={''.join(self.block_types)!r}, "
+                f"num_heads={self.num_heads}, dtype={self.dtype.name}")
 
 
 # ---------------------------------------------------------------------------------------------

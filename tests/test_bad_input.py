@@ -143,6 +143,47 @@ def test_nan_and_inf_propagate_only_where_they_flow():
     np.testing.assert_allclose(y, y_ref, rtol=1e-10, equal_nan=True)
 
 
+NON_FINITE_LAYERS = {
+    "LSTM": lambda: pyrnn.LSTM(I, H, num_layers=2, dtype=np.float64, seed=0),
+    "LSTM proj": lambda: pyrnn.LSTM(I, H, proj_size=2, dtype=np.float64, seed=0),
+    "GRU reset before": lambda: pyrnn.GRU(I, H, reset_after=False, dtype=np.float64, seed=0),
+    "GRU": lambda: pyrnn.GRU(I, H, bidirectional=True, dtype=np.float64, seed=0),
+    "RNN relu": lambda: pyrnn.RNN(I, H, nonlinearity="relu", dtype=np.float64, seed=0),
+    "SLSTM": lambda: pyrnn.SLSTM(I, H, num_heads=2, dtype=np.float64, seed=0),
+    "SLSTM exp": lambda: pyrnn.SLSTM(I, H, num_heads=2, forget_gate="exp", dtype=np.float64, seed=0),
+    "MLSTM": lambda: pyrnn.MLSTM(I, H, num_heads=2, dtype=np.float64, seed=0),
+    "MLSTM no output gate": lambda: pyrnn.MLSTM(I, H, num_heads=3, output_gate=False, dtype=np.float64, seed=0),
+}
+
+
+def _flat_arrays(obj):
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, dict):
+        return [a for k in sorted(obj) for a in _flat_arrays(obj[k])]
+    return [a for part in obj for a in _flat_arrays(part)] if isinstance(obj, (tuple, list)) else []
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", list(NON_FINITE_LAYERS))
+def test_native_and_reference_agree_on_non_finite_input(name, mode, value, isa):
+    """NaN and Inf flow through the native kernels as through the NumPy reference (IEEE rules),
+    outputs, final states (the xLSTM stabiliser m included) and gradients."""
+    from pyrnn.testing import use_backend
+    x = x_seq(np.float64)
+    x[2, 1, 0] = value
+    results = {}
+    for backend in ["native", "reference"]:
+        layer = getattr(NON_FINITE_LAYERS[name](), mode)()
+        with use_backend(backend), np.errstate(invalid="ignore", over="ignore"):
+            out = layer(x, lengths=[5, 4, 2])
+            grads = (layer.backward(np.ones_like(out[0])), layer.grads) if mode == "train" else ()
+        results[backend] = _flat_arrays((out, grads))
+    for a, b in zip(*results.values(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_nan_in_padding_does_not_leak_into_outputs_or_gradients(cell):
     layers = dict(lstm=pyrnn.LSTM, gru=pyrnn.GRU, rnn_tanh=pyrnn.RNN)
@@ -368,3 +409,186 @@ def test_dropout_of_infinite_values_is_nan_without_warnings():
     rnn = pyrnn.RNN(1, 4, num_layers=2, nonlinearity="relu", dropout=0.5, seed=0)
     y, _ = rnn(np.array([[[np.inf]]], np.float32))
     rnn.backward(np.ones_like(y))
+
+
+# -- equal dtypes that are other objects ------------------------------------------------------------
+# NumPy makes new dtype objects when it unpickles or deep-copies an array: the native checks must
+# compare dtypes by value, never by identity.
+
+
+def _copies_of(arr: np.ndarray) -> dict[str, np.ndarray]:
+    import copy
+    import pickle
+    # (deepcopy of an array keeps its dtype object; that of a layer copies its dtype attribute)
+    copies = {"unpickled": pickle.loads(pickle.dumps(arr)),
+              "deep-copied": copy.deepcopy(arr).view(copy.deepcopy(arr.dtype))}
+    assert all(c.dtype is not arr.dtype and c.dtype == arr.dtype for c in copies.values())
+    return copies
+
+
+DTYPE_SPELLINGS = [np.dtype("float32"), np.dtype("<f4"), np.float32, "float32",
+                   np.dtype("float64"), np.float64, "<f8"]
+
+
+@pytest.mark.parametrize("how", ["unpickled", "deep-copied"])
+def test_native_calls_accept_unpickled_and_deep_copied_arrays(how):
+    from pyrnn import _core
+    x = _copies_of(np.zeros((2, 1, 3), np.float32))[how]
+    h = _copies_of(np.zeros((1, 4), np.float32))[how]
+    w_ih, w_hh = (_copies_of(np.zeros(s, np.float32))[how] for s in [(16, 3), (16, 4)])
+    y, h_n, c_n, _ = _core.layer_forward("lstm", x, h, h, w_ih, w_hh, None, None, None, None, False, False, None)
+    assert y.shape == (2, 1, 4)
+    packed = _core.pack_layer("lstm", w_ih, w_hh, None, None, None)
+    h_new, _ = _core.layer_step(x[0], h, h, packed)
+    assert h_new.shape == (1, 4)
+    lengths = _copies_of(np.array([2], np.int64))[how]
+    _core.layer_forward("gru", x, h, None, np.zeros((12, 3), np.float32), np.zeros((12, 4), np.float32),
+                        None, None, None, lengths, False, False, None)
+
+
+@pytest.mark.parametrize("how", ["unpickled", "deep-copied"])
+@pytest.mark.parametrize("make", [
+    lambda dt: pyrnn.LSTM(3, 4, dtype=dt, seed=0), lambda dt: pyrnn.GRUCell(3, 4, dtype=dt, seed=0),
+    lambda dt: pyrnn.SLSTM(3, 4, num_heads=2, dtype=dt, seed=0),
+    lambda dt: pyrnn.MLSTM(3, 4, num_heads=2, dtype=dt, seed=0)], ids=["LSTM", "GRUCell", "SLSTM", "MLSTM"])
+@pytest.mark.parametrize("spelling", DTYPE_SPELLINGS, ids=str)
+def test_layers_with_copied_dtype_and_parameters_run(make, spelling, how):
+    reference = make(spelling)
+    layer = make(spelling)
+    # what an unpickled layer holds: a dtype object and parameter arrays that are new objects
+    layer.dtype = _copies_of(np.zeros(0, layer.dtype))[how].dtype
+    for module in [layer, getattr(layer, "_layer", None)]:
+        for name, value in getattr(module, "_params", {}).items():
+            module._params[name] = _copies_of(value)[how]
+    x = np.random.default_rng(0).standard_normal((2, 3) if "Cell" in type(layer).__name__ else (2, 1, 3))
+    for mode in ["train", "eval"]:
+        getattr(layer, mode)(), getattr(reference, mode)()
+        out, expected = layer(x.astype(np.float32)), reference(x.astype(np.float32))
+        np.testing.assert_array_equal(out[0], expected[0])
+
+
+# -- what a training cache keeps is pyrnn's own copy ------------------------------------------------
+# A forward in training mode keeps its input for backward. Whatever the input was (an ndarray, a
+# torch tensor, a memoryview, an ndarray subclass), the caller's later writes to that memory must
+# not reach the backward.
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def _caller_memory(kind, values):
+    """(object to pass, its memory as an ndarray the test can write) for an input of ``kind``."""
+    buf = values.copy()
+    if kind == "ndarray":
+        return buf, buf
+    if kind == "read-only view":  # a view the caller may still change through `buf`
+        view = buf.view()
+        view.flags.writeable = False
+        return view, buf
+    if kind == "subclass":
+        return buf.view(_Subclass), buf
+    if kind == "memoryview":
+        return memoryview(buf), buf
+    torch = pytest.importorskip("torch")
+    tensor = torch.from_numpy(buf)
+    return tensor, tensor.numpy()
+
+
+def _mlstm_cell_backward(m, out):
+    return m.backward(np.ones_like(out[0]))
+
+
+KEPT_INPUT_CASES = {  # name: (factory, x shape, backward(module, output) -> input gradient)
+    "LSTM": (lambda: pyrnn.LSTM(I, H, seed=0), (T, B, I), lambda m, out: m.backward(np.ones_like(out[0]))[0]),
+    "GRU batch_first": (lambda: pyrnn.GRU(I, H, batch_first=True, seed=0), (B, T, I),
+                        lambda m, out: m.backward(np.ones_like(out[0]))[0]),
+    "RNN unbatched": (lambda: pyrnn.RNN(I, H, seed=0), (T, I), lambda m, out: m.backward(np.ones_like(out[0]))[0]),
+    "GRUCell": (lambda: pyrnn.GRUCell(I, H, seed=0), (B, I), lambda m, out: m.backward(np.ones_like(out))[0]),
+    "LSTMCell": (lambda: pyrnn.LSTMCell(I, H, seed=0), (B, I),
+                 lambda m, out: m.backward((np.ones_like(out[0]), None))[0]),
+    "SLSTM": (lambda: pyrnn.SLSTM(I, H, num_heads=2, seed=0), (T, B, I),
+              lambda m, out: m.backward(np.ones_like(out[0]))[0]),
+    "MLSTM": (lambda: pyrnn.MLSTM(I, H, num_heads=2, seed=0), (T, B, I),
+              lambda m, out: m.backward(np.ones_like(out[0]))[0]),
+    "SLSTMCell": (lambda: pyrnn.SLSTMCell(I, H, num_heads=2, seed=0), (B, I),
+                  lambda m, out: m.backward((np.ones_like(out[0]), None, None, None))[0]),
+    "MLSTMCell": (lambda: pyrnn.MLSTMCell(I, H, num_heads=2, seed=0), (B, I),
+                  lambda m, out: _mlstm_cell_backward(m, out)[0]),
+    "nn.Linear": (lambda: pyrnn.nn.Linear(I, H, seed=0), (B, T, I), lambda m, out: m.backward(np.ones_like(out))),
+    "nn.Tanh": (lambda: pyrnn.nn.Tanh(), (B, I), lambda m, out: m.backward(np.ones_like(out))),
+}
+
+
+@pytest.mark.parametrize("kind", ["ndarray", "read-only view", "subclass", "memoryview", "torch"])
+@pytest.mark.parametrize("case", list(KEPT_INPUT_CASES))
+def test_caller_writes_after_forward_do_not_reach_backward(case, kind):
+    factory, shape, backward = KEPT_INPUT_CASES[case]
+    values = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    expected_module = factory()
+    expected_dx = backward(expected_module, expected_module(values.copy()))
+    module = factory()
+    x, memory = _caller_memory(kind, values)
+    out = module(x)
+    memory *= 10  # the caller reuses its buffer before calling backward
+    dx = backward(module, out)
+    np.testing.assert_array_equal(dx, expected_dx)
+    for name, grad in getattr(module, "grads", {}).items():
+        np.testing.assert_array_equal(grad, expected_module.grads[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["ndarray", "torch"])
+def test_caller_writes_to_states_and_lengths_after_forward_do_not_reach_backward(kind):
+    def run(mutate):
+        layer = pyrnn.LSTM(I, H, seed=0)
+        rng = np.random.default_rng(1)
+        h0, h0_memory = _caller_memory(kind, rng.standard_normal((1, B, H)).astype(np.float32))
+        c0, c0_memory = _caller_memory(kind, rng.standard_normal((1, B, H)).astype(np.float32))
+        lengths, lengths_memory = _caller_memory(kind, np.array([5, 2, 3]))
+        y, _ = layer(x_seq(), (h0, c0), lengths=lengths)
+        if mutate:
+            h0_memory *= 10
+            c0_memory *= 10
+            lengths_memory[:] = [1, 1, 1]
+        return layer.backward(np.ones_like(y)), layer.grads
+
+    (dx, (dh0, dc0)), grads = run(mutate=True)
+    (dx_ref, (dh0_ref, dc0_ref)), grads_ref = run(mutate=False)
+    for a, b in [(dx, dx_ref), (dh0, dh0_ref), (dc0, dc0_ref)] + [(grads[k], grads_ref[k]) for k in grads]:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_attention_keeps_its_own_copy_of_query_and_keys():
+    from pyrnn.models.attention import Attention
+    rng = np.random.default_rng(0)
+    q, k = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((2, 5, 4)).astype(np.float32)
+
+    def run(mutate):
+        attention = Attention("general", 4, 4, seed=0)
+        query, keys = q.copy(), k.copy()
+        context, _ = attention(query, keys)
+        if mutate:
+            query *= 10
+            keys *= 10
+        return attention.backward(np.ones_like(context)), attention.grads
+
+    (dq, dk), grads = run(True)
+    (dq_ref, dk_ref), grads_ref = run(False)
+    np.testing.assert_array_equal(dq, dq_ref)
+    np.testing.assert_array_equal(dk, dk_ref)
+    np.testing.assert_array_equal(grads["weight"], grads_ref["weight"])
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: pyrnn.LSTM(I, H), (T, 0, I)), (lambda: pyrnn.GRU(I, H, batch_first=True), (0, T, I)),
+    (lambda: pyrnn.RNN(I, H), (0, 0, I)), (lambda: pyrnn.SLSTM(I, H, num_heads=2), (T, 0, I)),
+    (lambda: pyrnn.MLSTM(I, H, num_heads=2), (T, 0, I))])
+@pytest.mark.parametrize("lengths", [[], (), np.zeros(0, np.int32)], ids=["list", "tuple", "int32 array"])
+def test_empty_lengths_for_an_empty_batch(make, shape, lengths):
+    layer = make()
+    y, _ = layer(np.zeros(shape, np.float32), lengths=lengths)
+    assert y.shape == shape[:-1] + (H,)
+    dx = layer.backward(np.zeros_like(y))[0]
+    assert dx.shape == shape
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(B,\) = \(2,\), got \(0,\)"):
+        pyrnn.GRU(I, H)(np.zeros((T, 2, I), np.float32), lengths=[])

@@ -21,22 +21,34 @@ def _args(tmp_path, **kw):
     return p.parse_args(argv)
 
 
-def test_demo_reverse_small(tmp_path, capsys):
-    result = demo.run_demo(_args(tmp_path, epochs=1, train_size=256, test_size=20))
+def test_demo_reverse_learns_at_reduced_size(tmp_path, capsys):
+    # 3,000 strings and 4 epochs (a quarter of the full demo's data, half its epochs) already
+    # reverse 99% of held-out strings with seed 0; the full demo reaches 100% (CI runs it).
+    result = demo.run_demo(_args(tmp_path, epochs=4, train_size=3000, test_size=200))
     out = capsys.readouterr().out
     assert "held-out exact-match accuracy" in out and "->" in out and "same predictions: True" in out
-    assert 0 <= result["accuracy"] <= 1
+    assert result["accuracy"] >= 0.95, result["accuracy"]
     model = pyrnn.load(result["model"])
     assert isinstance(model, pyrnn.EncoderDecoder)
+    assert model.generate([[3, 4, 5, 6, 7]], max_len=8) == [[7, 6, 5, 4, 3]]
     if result["plot"]:
         assert os.path.getsize(result["plot"]) > 0
 
 
-@pytest.mark.parametrize("task", ["adding", "sine"])
-def test_demo_other_tasks_small(task, tmp_path, capsys):
-    result = demo.run_demo(_args(tmp_path, task=task, epochs=1, train_size=64, test_size=16, length=20))
+def test_demo_adding_reaches_its_target_at_reduced_size(tmp_path, capsys):
+    # T = 20 instead of 100: the same model gets below the 0.01 target (predicting the mean: 0.167)
+    result = demo.run_demo(_args(tmp_path, task="adding", epochs=10, train_size=4000, test_size=500, length=20))
     assert "held-out MSE" in capsys.readouterr().out
-    assert np.isfinite(result["mse"]) and os.path.exists(result["model"])
+    assert result["mse"] < 0.01, result["mse"]
+    assert len(result["history"].epochs) < 10            # stopped at the target
+    assert os.path.exists(result["model"])
+
+
+def test_demo_sine_beats_repeating_the_last_value(tmp_path, capsys):
+    result = demo.run_demo(_args(tmp_path, task="sine", epochs=4, train_size=500, test_size=50, length=100))
+    assert "held-out MSE" in capsys.readouterr().out
+    assert result["mse"] < result["naive_mse"] / 5, (result["mse"], result["naive_mse"])
+    assert os.path.exists(result["model"])
 
 
 def test_generated_tasks():

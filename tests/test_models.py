@@ -288,11 +288,13 @@ def test_parameters_are_live_and_named():
     params = m.parameters()
     assert "encoder.weight_ih_l0_reverse" in params and "attention.v" in params
     assert set(params) == set(m.grads) == set(m.state_dict())
-    before = m.generate([[3, 4]], max_len=3)
-    for p in params.values():
+    assert m.generate([[3, 4]], max_len=3) == [[5, 5, 5]]
+    for p in params.values():                       # in place: the model must see the new values
         p *= 0
     assert m.state_dict()["out.weight"].sum() == 0
-    assert m.generate([[3, 4]], max_len=3) != before or before == [[0, 0, 0]]
+    assert m.generate([[3, 4]], max_len=3) == [[0, 0, 0]]     # all logits 0: argmax is token 0
+    params["out.bias"][4] = 1.0
+    assert m.generate([[3, 4]], max_len=3) == [[4, 4, 4]]
 
 
 def test_config_roundtrip_and_bad_arguments():

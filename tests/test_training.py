@@ -9,6 +9,7 @@ import pyrnn
 from pyrnn import optim
 from pyrnn._threads import limit_threads
 from pyrnn.models import Seq2Seq, Seq2Vec
+from pyrnn.models._base import pad_sequences
 from pyrnn.training import EarlyStopping, ModelCheckpoint, evaluate, fit, plot_history
 
 
@@ -116,9 +117,13 @@ def test_clipping_and_accuracy_metric_and_evaluate():
     X = [rng.integers(3, 6, int(rng.integers(2, 6))) for _ in range(40)]
     y = np.array([int(4 in x) for x in X])
     m = Seq2Vec(vocab_size=6, output_size=2, hidden_size=6, seed=0)
-    h = fit(m, (X, y), "cross_entropy", optim.SGD(m, lr=0.1, momentum=0.9), epochs=2, batch_size=10,
+    h = fit(m, (X, y), "cross_entropy", optim.SGD(m, lr=0.1, momentum=0.9), epochs=20, batch_size=10,
             validation_data=(X, y), metrics=["accuracy"], clip_grad_norm=0.5, clip_grad_value=0.1, progress=False)
-    assert 0 <= h["val_accuracy"][-1] <= 1
+    assert h["val_accuracy"][0] == pytest.approx(np.mean(y))     # at first it predicts the majority class
+    assert h["val_accuracy"][-1] == 1.0                          # then learns whether a 4 occurs
+    tokens, lengths = pad_sequences(X)
+    predicted = m.predict(tokens, lengths=lengths).argmax(-1)
+    assert h["val_accuracy"][-1] == np.mean(predicted == y)
     logs = evaluate(m, (X, y), "cross_entropy", metrics={"n": lambda model, a, b: len(a)})
     assert logs["n"] == 40 and logs["loss"] == pytest.approx(h["val_loss"][-1])
 

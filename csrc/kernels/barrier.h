@@ -72,6 +72,7 @@ void run_team(int threads, Split split, index rows, index blocks, index out_bloc
   // loop on its first thread.
   StepBarrier team(threads), step_barrier(split == Split::Rows ? 1 : threads);
   barrier = &step_barrier;
+  note_split(split == Split::Rows ? SplitKind::LoopRows : SplitKind::LoopUnits);
 #pragma omp parallel num_threads(threads)
   {
     FlushDenormals ftz;

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "vec/vec.h"
@@ -426,7 +427,7 @@ constexpr double kMinFlopsPerThread = 1 << 22;
 int gemm_threads(index M, index N, index K) {
   if (omp_in_parallel()) return 1;
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  return static_cast<int>(std::clamp(flops / kMinFlopsPerThread, 1.0, double(num_threads())));
+  return work_threads(flops, kMinFlopsPerThread, num_threads());
 }
 
 // Output split into tm row groups x tn column groups (tm * tn = threads): the one with the
@@ -471,6 +472,9 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
   {
     const Grid grid = choose_grid<T>(omp_get_num_threads(), M, N, K);
     const int t = omp_get_thread_num();
+    if (t == 0 && grid.tm * grid.tn > 1)
+      note_split(grid.tm == 1 ? SplitKind::GemmColumns
+                 : grid.tn == 1 ? SplitKind::GemmRows : SplitKind::GemmGrid);
     if (t < grid.tm * grid.tn) {
       const auto [m0, m1] = share(M, Blocking<T>::MR, t / grid.tn, grid.tm);
       const auto [n0, n1] = share(N, Blocking<T>::NR, t % grid.tn, grid.tn);
@@ -509,6 +513,8 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
                  const PackedB<T>& Bp, T beta, T* C, index ldc) {
   using Bk = Blocking<T>;
   constexpr int NR = Bk::NR;
+  if constexpr (std::is_same_v<T, float>)
+    if (Bp.quant.kind != QuantKind::None) return quant_gemm_packed(M, n_begin, n_end, A, lda, Bp.quant, beta, C, ldc);
   const index K = Bp.K;
   if (M <= 0 || n_end <= n_begin) return;
   if (K <= 0) return scale_c(M, n_end - n_begin, beta, C + n_begin, ldc);

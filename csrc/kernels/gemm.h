@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/common.h"
+#include "kernels/quant.h"
 #include "vec/aligned.h"
 
 namespace pyrnn::PYRNN_ISA {
@@ -15,11 +16,13 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, index lda,
           const T* B, index ldb, T beta, T* C, index ldc);
 
-// op(B)(K,N) packed once into SIMD panels, for products repeated every time step.
+// op(B)(K,N) packed once into SIMD panels, for products repeated every time step; or, for a
+// quantized layer, into int8 / bfloat16 panels (`quant`, quant.h), data then empty.
 template <typename T>
 struct PackedB {
   index K = 0, N = 0;
   AlignedVector<T> data;  // panel layout private to gemm.cpp (64-byte aligned)
+  QuantPanels quant;
 };
 
 template <typename T>
@@ -32,7 +35,7 @@ void pack_b_rows(index K, index N, const T* const* rows, PackedB<T>& out);
 
 // Columns [n_begin, n_end) of C(M,N) = beta*C + A(M,K) * Bp(K,N), computed serially by the
 // calling thread (callers split columns across threads). n_begin must be a multiple of
-// packed_panel_width<T>(); n_end may be N.
+// packed_panel_width<T>() (and of kQuantPanel for quantized panels); n_end may be N.
 template <typename T>
 void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
                  const PackedB<T>& Bp, T beta, T* C, index ldc);

@@ -330,10 +330,12 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   });
 
   // Weight, bias and input gradients: one product over all T*B rows each.
-  const T* hprev = c.ws.hprev;
-  gemm<T>(false, false, TB, I, GH, c.dG, GH, a.w_ih, I, T(0), a.dx, I);
-  std::vector<T> x_valid;
+  // Padding rows have zero gradients, but the inputs and states they carry may be NaN or Inf
+  // (0 * Inf = NaN): the products see those rows zeroed.
+  std::vector<T> x_valid, hprev_valid, hraw_valid;
   const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
+  const T* hprev = valid_input_rows(c.ws.hprev, TB, B, P, a.lengths, hprev_valid);
+  gemm<T>(false, false, TB, I, GH, c.dG, GH, a.w_ih, I, T(0), a.dx, I);
   gemm<T>(true, false, GH, I, TB, c.dG, GH, x, I, T(1), a.dw_ih, I);
   if (gru || gru_rb) {
     gemm<T>(true, false, 2 * H, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
@@ -352,7 +354,10 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   } else {
     gemm<T>(true, false, GH, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
   }
-  if (d.has_proj) gemm<T>(true, false, P, H, TB, c.dh_proj, P, c.ws.hraw, H, T(1), a.dw_hr, H);
+  if (d.has_proj) {
+    const T* hraw = valid_input_rows(c.ws.hraw, TB, B, H, a.lengths, hraw_valid);
+    gemm<T>(true, false, P, H, TB, c.dh_proj, P, hraw, H, T(1), a.dw_hr, H);
+  }
   if (d.has_bias) {
     add_column_sums(a.db_ih, c.dG, TB, GH, GH);
     if (gru) {

@@ -112,9 +112,7 @@ struct Share {
 inline int loop_threads(double flops_per_step, index rows, index parts) {
   constexpr double kMinWorkPerThread = 80000.0;
   const double work = flops_per_step * (rows == 1 ? 2.0 : 1.0);
-  index nt = std::min<index>(num_threads(), parts);
-  nt = std::min<index>(nt, static_cast<index>(work / kMinWorkPerThread));
-  return static_cast<int>(std::max<index>(nt, 1));
+  return work_threads(work, kMinWorkPerThread, std::min<index>(num_threads(), parts));
 }
 
 // A time loop's team: how many threads and how they divide each step. Splitting by rows
@@ -136,13 +134,15 @@ struct LoopPlan {
 };
 inline LoopPlan plan_loop(double flops_per_step, index steps, index recurrent_weight_bytes,
                           index rows, index unit_blocks) {
-  constexpr index kMinRowsPerThread = 4;
+  constexpr double kMinRowsPerThread = 4;
   constexpr index kMaxWeightBytes = 1024 * 1024;
   constexpr double kMinCallFlopsPerThread = 200000.0;  // a few microseconds: above a fork/join
-  const index by_rows = std::min<index>(
-      {num_threads(), rows / kMinRowsPerThread,
-       static_cast<index>(flops_per_step * double(steps) / kMinCallFlopsPerThread)});
-  if (by_rows > 1 && recurrent_weight_bytes <= kMaxWeightBytes) return {static_cast<int>(by_rows), Split::Rows};
+  const ForcedSplit forced = thread_testing().loop_split;
+  const int by_rows = std::min(work_threads(double(rows), kMinRowsPerThread, std::min<index>(num_threads(), rows)),
+                               work_threads(flops_per_step * double(steps), kMinCallFlopsPerThread, num_threads()));
+  const bool rows_fit = by_rows > 1 && recurrent_weight_bytes <= kMaxWeightBytes;
+  if (forced == ForcedSplit::Rows || (forced == ForcedSplit::Auto && rows_fit))
+    return {by_rows, Split::Rows};
   return {loop_threads(flops_per_step, rows, unit_blocks), Split::Units};
 }
 
@@ -193,6 +193,7 @@ class FlushDenormals {
 template <typename Task>
 void parallel_tasks(index n, Task task) {
   const int nt = static_cast<int>(std::max<index>(1, std::min<index>(num_threads(), n)));
+  if (nt > 1) note_split(SplitKind::Tasks);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz;

@@ -153,8 +153,10 @@ void step(const Layout& L, index hd, const T* xrow, T inv_sqrt, T eps, const T* 
   const T* v = xrow + L.v(hd);
   for (index j = 0; j < DH; ++j) kbuf[j] = xrow[L.k(hd) + j] * inv_sqrt;
   const T ig = xrow[L.i(hd)], fg = xrow[L.f(hd)];
-  st.reset = true;  // an all-zero normaliser is an empty memory: its stabiliser is ignored
-  for (index j = 0; j < DH && st.reset; ++j) st.reset = !(std::abs(n_in[j]) >= std::numeric_limits<T>::min());
+  // An all-zero normaliser is an empty memory: its stabiliser is ignored. A NaN entry is not
+  // zero, so a NaN state stays NaN (m included), as in the reference.
+  st.reset = true;
+  for (index j = 0; j < DH && st.reset; ++j) st.reset = std::abs(n_in[j]) < std::numeric_limits<T>::min();
   st.sfn = sigmoid_s(-fg);
   st.a = (st.reset ? neg_inf<T>() : m_in) + logsigmoid_s(fg);
   st.m = std::isnan(ig) || std::isnan(st.a) ? ig + st.a : (ig >= st.a ? ig : st.a);
@@ -221,6 +223,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const index pairs = B * NH;
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -272,6 +275,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
   const Layout L{H, NH, DH, R};
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;

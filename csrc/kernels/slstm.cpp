@@ -187,6 +187,7 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   }
   const Items items(NH, B);
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -249,6 +250,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   UninitBuffer<T> draw(static_cast<size_t>(TB * G4));
   const Items items(NH, B);
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
+  if (nt > 1) note_split(SplitKind::XlstmItems);
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import optim
+from ..distributed import launch_rank, launch_size
 from ..checkpoint import load, save
 from ..config import get_num_threads
 from ..models import EncoderDecoder, Seq2Seq, Seq2Vec
@@ -18,11 +19,25 @@ from ..training import fit, plot_history
 from . import tasks
 
 
+# Under ``mpiexec -n N`` every rank runs the demo and trains data-parallel; rank 0 alone
+# prints and writes. Each rank takes 1/N of the batch, so the global batch (and the result) is
+# that of one process.
+MAIN = launch_rank() == 0
+
+
 def _say(msg: str = "") -> None:
-    print(msg, flush=True)
+    if MAIN:
+        print(msg, flush=True)
+
+
+def _fit(*args: Any, batch_size: int, **kwargs: Any) -> Any:
+    return fit(*args, batch_size=max(1, batch_size // launch_size()), distributed="auto",
+               progress=MAIN, **kwargs)
 
 
 def _save_outputs(model: Any, history: Any, out: str, title: str) -> tuple[str, str | None]:
+    if not MAIN:
+        return os.path.join(out, "model.safetensors"), None
     os.makedirs(out, exist_ok=True)
     model_path = save(model, os.path.join(out, "model.safetensors"))
     try:
@@ -53,7 +68,7 @@ def demo_reverse(args: argparse.Namespace) -> dict[str, Any]:
     opt = optim.Adam(model, lr=5e-3)
     sched = optim.CosineLR(opt, T_max=max(epochs, 1), eta_min=2e-4)
     t0 = time.perf_counter()
-    history = fit(model, (X, Y), "cross_entropy", opt, epochs=epochs, batch_size=64, validation_data=(Xv, Yv),
+    history = _fit(model, (X, Y), "cross_entropy", opt, epochs=epochs, batch_size=64, validation_data=(Xv, Yv),
                   metrics=["accuracy"], clip_grad_norm=1.0, scheduler=sched, seed=args.seed)
     train_time = time.perf_counter() - t0
     pred = model.generate(Xt, max_len=14)
@@ -73,9 +88,10 @@ def demo_reverse(args: argparse.Namespace) -> dict[str, Any]:
     _say(f"attention of the first example: output step t looks at input position {focus} "
          "(reversal: L-1-t)")
     model_path, png = _save_outputs(model, history, args.out, "reverse digits: EncoderDecoder + attention")
-    again = load(model_path).generate([Xt[i] for i in show], max_len=14)
-    _say(f"saved {model_path} (reloaded: same predictions: {again == model.generate([Xt[i] for i in show], max_len=14)})"
-         + (f" and {png}" if png else ""))
+    if MAIN:
+        again = load(model_path).generate([Xt[i] for i in show], max_len=14)
+        _say(f"saved {model_path} (reloaded: same predictions: {again == model.generate([Xt[i] for i in show], max_len=14)})"
+             + (f" and {png}" if png else ""))
     return {"accuracy": acc, "train_time": train_time, "history": history, "model": model_path, "plot": png}
 
 
@@ -98,7 +114,7 @@ def demo_adding(args: argparse.Namespace) -> dict[str, Any]:
             return logs.get("val_loss", 1.0) < args.target
 
     t0 = time.perf_counter()
-    history = fit(model, (X, Y), "mse", opt, epochs=epochs, batch_size=64, validation_data=(Xt, Yt),
+    history = _fit(model, (X, Y), "mse", opt, epochs=epochs, batch_size=64, validation_data=(Xt, Yt),
                   clip_grad_norm=1.0, seed=args.seed, callbacks=[StopAtTarget()])
     train_time = time.perf_counter() - t0
     mse = float(np.mean((model.predict(Xt)[:, 0] - Yt) ** 2))
@@ -124,7 +140,7 @@ def demo_sine(args: argparse.Namespace) -> dict[str, Any]:
          "chunks of 50 steps")
     opt = optim.Adam(model, lr=5e-3)
     t0 = time.perf_counter()
-    history = fit(model, (X, Y), "mse", opt, epochs=epochs, batch_size=32, validation_data=(Xt, Yt),
+    history = _fit(model, (X, Y), "mse", opt, epochs=epochs, batch_size=32, validation_data=(Xt, Yt),
                   tbptt=50, clip_grad_norm=1.0, seed=args.seed)
     train_time = time.perf_counter() - t0
     pred = model.predict(Xt)
@@ -148,9 +164,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "adding: Seq2Vec LSTM on the adding problem; sine: Seq2Seq forecasting")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default per task)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling (default 0)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for pyrnn's kernels and NumPy's BLAS (default 1: the demo's models "
-                             "are small, and one thread never waits on a busy machine)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for pyrnn's kernels (default: pyrnn's, the cores this process may use "
+                             "or PYRNN_NUM_THREADS); NumPy's BLAS runs on one thread meanwhile, so that its "
+                             "pool does not compete with pyrnn's for the cores")
     parser.add_argument("--out", default="pyrnn-demo", help="folder for the model and loss curve (default ./pyrnn-demo)")
     parser.add_argument("--train-size", type=int, default=None, help="training examples (default per task)")
     parser.add_argument("--test-size", type=int, default=None, help="held-out examples (default per task)")
@@ -159,9 +176,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise SystemExit("--threads must be >= 1")
-    with limit_threads(args.threads):        # restored afterwards when called from Python
+    threads = get_num_threads() if args.threads is None else args.threads
+    with limit_threads(threads, blas=1):     # restored afterwards when called from Python
         _say(f"pyrnn demo '{args.task}' (seed {args.seed}, {get_num_threads()} threads, output in {args.out}/)")
         t0 = time.perf_counter()
         result = TASKS[args.task](args)

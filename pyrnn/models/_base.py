@@ -3,54 +3,211 @@ model base class (config for checkpoints, predict) and the batch format ``fit`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import inspect
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import _checks
 from ..layers import GRU, LSTM, RNN
+from ..xlstm import MLSTM, SLSTM, xLSTMBlockStack
 from ..nn.module import Module
 
-# Recurrent layers by name. Any layer with the core layers' contract can be registered here
-# (e.g. the xLSTM layers once they exist): RECURRENT["mylayer"] = MyLayer.
+# Recurrent layers by name. Any layer with the core layers' contract can be registered here:
+# RECURRENT["mylayer"] = MyLayer (called with input_size, hidden_size and the keywords num_layers,
+# bidirectional, dropout, batch_first=True, dtype, seed).
 RECURRENT: dict[str, Callable[..., Any]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU,
                                             "rnn_relu": lambda *a, **k: RNN(*a, nonlinearity="relu", **k)}
+XLSTM_CELLS = ("slstm", "mlstm")
 
 
-def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+def _default_heads(hidden_size: int) -> int:
+    """The head count of an xLSTM layer built by name: 4 when hidden_size allows, else 2 or 1."""
+    return next(nh for nh in (4, 2, 1) if hidden_size % nh == 0)
+
+
+def _xlstm_layer(cls: Any, kind: str):
+    def build(input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
+              dropout: float = 0.0, batch_first: bool = True, dtype: Any = np.float32, seed: int | None = None):
+        if bidirectional:
+            raise ValueError(f"cell={kind!r} runs forward in time only (the xLSTM layers have no reverse "
+                             "direction): use bidirectional=False, or cell='lstm', 'gru' or 'rnn'")
+        return cls(input_size, hidden_size, num_heads=_default_heads(int(hidden_size)), num_layers=num_layers,
+                   dropout=dropout, batch_first=batch_first, dtype=dtype, seed=seed)
+    return build
+
+
+RECURRENT.update(slstm=_xlstm_layer(SLSTM, "slstm"), mlstm=_xlstm_layer(MLSTM, "mlstm"))
+_LAYER_CLASSES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, SLSTM, MLSTM, xLSTMBlockStack)}
+
+
+def cell_config(cell: Any) -> Any:
+    """``cell`` as it goes into a model's JSON config: a name as is; a layer instance as a dict
+    of its class and constructor arguments (which :func:`make_recurrent` accepts too)."""
+    if isinstance(cell, (str, dict)):
+        return cell
+    cls = type(cell).__name__
+    if isinstance(cell, xLSTMBlockStack):
+        E = cell.embedding_dim
+        return {"class": cls, "embedding_dim": E, "blocks": "".join(cell.block_types), "num_heads": cell.num_heads,
+                "proj_factor": cell.proj_size / E, "ffn_factor": cell.ffn_size / E, "batch_first": cell.batch_first}
+    if cls not in _LAYER_CLASSES:
+        raise TypeError(f"cell must be a name ({', '.join(RECURRENT)}) or a layer instance "
+                        f"({', '.join(_LAYER_CLASSES)}), got {cls}")
+    args = inspect.signature(type(cell)).parameters
+    config = {"class": cls}
+    for name in args:
+        if name in ("dtype", "seed") or not hasattr(cell, name):
+            continue
+        value = getattr(cell, name)
+        config[name] = value.item() if isinstance(value, np.generic) else value
+    return config
+
+
+def make_recurrent(cell: Any, input_size: int, hidden_size: int, num_layers: int = 1,
                    bidirectional: bool = False, dropout: float = 0.0, dtype: Any = np.float32,
                    seed: int | None = None):
-    """A batch-first recurrent layer of the registered kind ``cell``."""
-    _checks.choice(cell, "cell", tuple(RECURRENT))
-    return RECURRENT[cell](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                           dropout=dropout, batch_first=True, dtype=dtype, seed=seed)
+    """A batch-first recurrent layer for a model: ``cell`` a registered name (rnn, lstm, gru,
+    slstm, mlstm, ...), a layer instance (used as it is: its sizes win; it must be batch_first
+    and read ``input_size`` features), or the dict :func:`cell_config` makes of one."""
+    if isinstance(cell, str):
+        _checks.choice(cell, "cell", tuple(RECURRENT))
+        return RECURRENT[cell](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                               dropout=dropout, batch_first=True, dtype=dtype, seed=seed)
+    if isinstance(cell, dict):
+        spec = dict(cell)
+        cls = _LAYER_CLASSES.get(spec.pop("class", None))
+        if cls is None:
+            raise ValueError(f"cell: a layer description needs 'class' in {', '.join(_LAYER_CLASSES)}, got {cell!r}")
+        return cls(**spec, dtype=dtype, seed=seed)
+    cell_config(cell)  # checks the type
+    if not getattr(cell, "batch_first", False):
+        raise ValueError(f"cell: the models feed (B, T, features) batches; build the layer with batch_first=True "
+                         f"({type(cell).__name__}(..., batch_first=True))")
+    reads = cell.embedding_dim if is_stack(cell) else cell.input_size
+    if reads != input_size:
+        raise ValueError(f"cell: the layer reads {reads} features but the model feeds it {input_size}")
+    if bidirectional and num_directions(cell) == 1:
+        raise ValueError("bidirectional=True but the given layer is unidirectional")
+    if np.dtype(cell.dtype) != np.dtype(dtype):
+        raise ValueError(f"cell: the layer is {np.dtype(cell.dtype).name} but the model is {np.dtype(dtype).name}")
+    return cell
+
+
+def num_directions(layer: Any) -> int:
+    return int(getattr(layer, "num_directions", 1))
+
+
+def output_size(layer: Any) -> int:
+    """The width of one direction's output."""
+    if is_stack(layer):
+        return layer.embedding_dim
+    return int(getattr(layer, "output_size", None) or layer.hidden_size)
+
+
+def is_stack(layer: Any) -> bool:
+    """An xLSTM block stack: a sequence encoder without a state the models can carry or step."""
+    return isinstance(layer, xLSTMBlockStack)
+
+
+def is_xlstm(layer: Any) -> bool:
+    return isinstance(layer, (SLSTM, MLSTM))
 
 
 def has_cell_state(layer: Any) -> bool:
-    """Whether the layer's state is a pair (h, c) like LSTM's, rather than one array."""
-    return getattr(layer, "cell", None) == "lstm" or bool(getattr(layer, "state_is_pair", False))
+    """Whether the layer's state is a pair (h, c) like LSTM's."""
+    return isinstance(layer, LSTM) or bool(getattr(layer, "state_is_pair", False))
+
+
+def has_hidden_state(layer: Any) -> bool:
+    """Whether the first part of the layer's state is the hidden state h (all but mLSTM, whose
+    state is a matrix memory)."""
+    return not isinstance(layer, (MLSTM, xLSTMBlockStack))
+
+
+def zero_state(layer: Any, batch_size: int) -> tuple:
+    """The all-zeros state of ``layer`` for a batch, as a tuple like :func:`run_recurrent`'s."""
+    dtype = layer.dtype
+    if is_stack(layer):
+        return ()
+    if is_xlstm(layer):
+        return tuple(np.zeros((layer.num_layers, batch_size) + shape, dtype) for shape in _xlstm_state_shapes(layer))
+    stack = layer.num_layers * num_directions(layer)
+    h = np.zeros((stack, batch_size, output_size(layer)), dtype)
+    return (h, np.zeros((stack, batch_size, layer.hidden_size), dtype)) if has_cell_state(layer) else (h,)
+
+
+def _xlstm_state_shapes(layer: Any) -> tuple[tuple[int, ...], ...]:
+    if isinstance(layer, SLSTM):
+        return ((layer.hidden_size,),) * 4
+    NH, DH = layer.num_heads, layer.head_dim
+    return ((NH, DH, DH), (NH, DH), (NH,))
+
+
+def state_from_hidden(layer: Any, h0: np.ndarray, c0: np.ndarray | None = None) -> tuple:
+    """A full initial state whose hidden state is ``h0`` (and cell state ``c0`` for LSTM; zeros if
+    None); the other parts of an sLSTM state start at zero. mLSTM has no hidden state."""
+    if not has_hidden_state(layer):
+        raise ValueError("an mLSTM layer's state is a matrix memory, which a vector cannot initialise")
+    rest = zero_state(layer, h0.shape[1])[1:]
+    if c0 is not None:
+        rest = (c0,) + rest[1:]
+    return (h0,) + rest
 
 
 def run_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any):
-    """``y, state`` with the state always a tuple: ``(h,)`` or ``(h, c)``."""
-    if has_cell_state(layer):
-        y, (h, c) = layer(x, None if state is None else tuple(state), lengths=lengths)
-        return y, (h, c)
+    """``y, state`` with the state always a tuple: ``(h,)``, ``(h, c)``, the xLSTM states, or
+    ``()`` for a block stack."""
+    if is_stack(layer):
+        if state:
+            raise ValueError("an xLSTMBlockStack starts every sequence from zeros: it takes no state")
+        return layer(x, lengths=lengths), ()
+    if is_xlstm(layer) or has_cell_state(layer):
+        y, st = layer(x, None if state is None else tuple(state), lengths=lengths)
+        return y, tuple(st)
     y, h = layer(x, None if state is None else state[0], lengths=lengths)
     return y, (h,)
 
 
 def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None):
     """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state."""
-    if has_cell_state(layer):
-        dx, (dh, dc) = layer.backward(dy, None if dstate is None else tuple(dstate))
-        return dx, (dh, dc)
+    if is_stack(layer):
+        return layer.backward(dy), ()
+    if is_xlstm(layer) or has_cell_state(layer):
+        dx, d0 = layer.backward(dy, None if dstate is None else tuple(dstate))
+        return dx, tuple(d0)
     dx, dh = layer.backward(dy, None if dstate is None else dstate[0])
     return dx, (dh,)
 
 
+def step_recurrent(layer: Any, x_t: np.ndarray, state: tuple | None):
+    """One time step of every layer (no cache): ``y_t`` (B, output) and the new state tuple. The
+    core layers use their streaming ``step`` kernel; the xLSTM layers a one-step sequence call."""
+    if is_stack(layer):
+        raise ValueError("an xLSTMBlockStack reads whole sequences (it keeps no streaming state): call the "
+                         "model on the sequence; for streaming, use cell='slstm' or 'mlstm'")
+    if state is None:
+        state = zero_state(layer, x_t.shape[0])
+    if is_xlstm(layer):
+        y, st = layer(x_t[:, None], tuple(state))
+        return y[:, 0], tuple(st)
+    if has_cell_state(layer):
+        y, st = layer.step(x_t, tuple(state))
+        return y, tuple(st)
+    y, h = layer.step(x_t, state[0])
+    return y, (h,)
+
+
 def child_seed(seed: int | None, k: int) -> int | None:
     return None if seed is None else int(seed) * 1000 + k
+
+
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is one regular array (NumPy, or a torch tensor) rather than a list of
+    sequences."""
+    if isinstance(value, np.ndarray):
+        return value.dtype != object
+    return hasattr(value, "detach") and hasattr(value, "numpy")
 
 
 def sequence_mask(lengths: np.ndarray, T: int) -> np.ndarray:

@@ -43,8 +43,8 @@ class Attention(Module):
         self._cache = None
 
     def __call__(self, query: Any, keys: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        q = _checks.float_array(query, "query", self.dtype)
-        k = _checks.float_array(keys, "keys", self.dtype)
+        q = _checks.float_array(query, "query", self.dtype, kept=self.training)  # backward reads both
+        k = _checks.float_array(keys, "keys", self.dtype, kept=self.training)
         if q.ndim != 3 or q.shape[2] != self.query_size:
             raise ValueError(f"query: expected shape (B, Tq, {self.query_size}), got {_checks.shape_str(q.shape)}")
         if k.ndim != 3 or k.shape[0] != q.shape[0] or k.shape[2] != self.key_size:

@@ -14,9 +14,11 @@ Step = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 
 
 def greedy_decode(step: Step, state: Any, batch_size: int, bos: int, eos: int | None,
-                  max_len: int) -> tuple[list[list[int]], np.ndarray]:
-    """Pick the most likely token at every step, for the whole batch at once. Returns the
-    token lists (without BOS and EOS) and their total log-probabilities (B,)."""
+                  max_len: int, pick: Callable[[np.ndarray], np.ndarray] | None = None
+                  ) -> tuple[list[list[int]], np.ndarray]:
+    """Pick the most likely token at every step (or ``pick(log_probs)``'s choice, e.g. a
+    :func:`sample_next` draw), for the whole batch at once. Returns the token lists (without
+    BOS and EOS) and their total log-probabilities (B,)."""
     tokens = np.full(batch_size, bos, np.int64)
     out = np.zeros((batch_size, max_len), np.int64)
     done = np.zeros(batch_size, bool)
@@ -24,7 +26,7 @@ def greedy_decode(step: Step, state: Any, batch_size: int, bos: int, eos: int | 
     scores = np.zeros(batch_size)
     for t in range(max_len):
         logp, state = step(tokens, state)
-        tokens = np.argmax(logp, axis=-1)
+        tokens = np.argmax(logp, axis=-1) if pick is None else pick(logp)
         scores += np.where(done, 0.0, logp[np.arange(batch_size), tokens])
         out[:, t] = tokens
         if eos is not None:
@@ -114,3 +116,36 @@ def beam_search(step: Step, state: Any, select: Callable[[Any, np.ndarray], Any]
         best_tokens.append(toks)
         best_scores[b] = s
     return best_tokens, best_scores
+
+
+def sample_next(logits: np.ndarray, temperature: float = 0.0, top_k: int | None = None,
+                top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The next token (B,) from logits (B, V): the most likely at ``temperature`` 0, else a draw
+    from softmax(logits / temperature) restricted to the ``top_k`` most likely tokens and to the
+    smallest set of most likely tokens whose probability reaches ``top_p`` (nucleus sampling)."""
+    logits = np.asarray(logits, np.float64)
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
+        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if temperature == 0:
+        return np.argmax(logits, axis=-1)
+    z = logits / temperature
+    order = np.argsort(-z, axis=-1, kind="stable")            # most likely first
+    zs = np.take_along_axis(z, order, axis=-1)
+    keep = np.ones(zs.shape, bool)
+    if top_k is not None:
+        keep[:, int(top_k):] = False
+    p = np.exp(zs - zs[:, :1])
+    p /= p.sum(axis=-1, keepdims=True)
+    if top_p is not None:
+        before = np.cumsum(p, axis=-1) - p                     # mass of the more likely tokens
+        keep &= before < top_p
+    p = np.where(keep, p, 0.0)
+    p /= p.sum(axis=-1, keepdims=True)
+    rng = rng if rng is not None else np.random.default_rng()
+    u = rng.random((p.shape[0], 1))
+    pick = np.minimum((np.cumsum(p, axis=-1) < u).sum(axis=-1), keep.sum(axis=-1) - 1)  # keep is a prefix
+    return order[np.arange(p.shape[0]), pick]

@@ -10,10 +10,11 @@ import numpy as np
 from .. import _checks
 from ..losses import log_softmax
 from ..nn import Dropout, Embedding, Linear, Tanh
-from ._base import (Batch, Model, backward_recurrent, child_seed, has_cell_state, make_recurrent,
-                    pad_sequences, run_recurrent, sequence_mask)
+from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, has_cell_state,
+                    has_hidden_state, make_recurrent, num_directions, output_size, pad_sequences, run_recurrent,
+                    sequence_mask, state_from_hidden, step_recurrent, zero_state)
 from .attention import KINDS, Attention
-from .decoding import beam_search, greedy_decode
+from .decoding import beam_search, greedy_decode, sample_next
 
 
 def _select_state(state: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
@@ -53,7 +54,18 @@ class _TokenDecoder(Model):
         raise NotImplementedError
 
     def _generate(self, start_args: tuple, start_kwargs: dict, max_len: int, beam_width: int,
-                  length_penalty: float, return_attention: bool):
+                  length_penalty: float, return_attention: bool, temperature: float = 0.0,
+                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None):
+        sampling = temperature > 0
+        if sampling and beam_width != 1:
+            raise ValueError("sampling (temperature > 0) draws one sequence: use beam_width=1")
+        if not sampling and (top_k is not None or top_p is not None):
+            raise ValueError("top_k and top_p restrict sampling: give a temperature > 0 with them")
+        rng = np.random.default_rng(seed)
+
+        def pick(logp):
+            return sample_next(logp, temperature, top_k, top_p, rng)
+
         def run():
             state, B = self._start(*start_args, **start_kwargs)
             attention: list[np.ndarray] = []
@@ -65,7 +77,8 @@ class _TokenDecoder(Model):
                 return logp, st
 
             if beam_width == 1:
-                toks, scores = greedy_decode(step, state, B, self.bos_id, self.eos_id, max_len)
+                toks, scores = greedy_decode(step, state, B, self.bos_id, self.eos_id, max_len,
+                                             pick if sampling else None)
             else:
                 if return_attention:
                     raise ValueError("return_attention is available with greedy decoding (beam_width=1)")
@@ -94,7 +107,7 @@ class Vec2Seq(_TokenDecoder):
         config = dict(vector_size=vector_size, vocab_size=vocab_size, hidden_size=hidden_size,
                       embedding_dim=embedding_dim, cell=cell, num_layers=num_layers, condition=condition,
                       pad_id=pad_id, bos_id=bos_id, eos_id=eos_id, dropout=dropout, seed=seed)
-        super().__init__(config, dtype)
+        super().__init__(dict(config, cell=cell_config(cell)), dtype)
         self.vector_size = _checks.positive_int(vector_size, "vector_size")
         self.vocab_size = _checks.positive_int(vocab_size, "vocab_size")
         self.hidden_size = H = _checks.positive_int(hidden_size, "hidden_size")
@@ -106,6 +119,13 @@ class Vec2Seq(_TokenDecoder):
         self.feed = self.condition in ("input", "both")
         self.decoder = make_recurrent(cell, E + (vector_size if self.feed else 0), H, L, False,
                                       dropout if L > 1 else 0.0, dtype, child_seed(seed, 2))
+        self.hidden_size = H = output_size(self.decoder)      # a layer instance brings its own sizes
+        self.num_layers = L = self.decoder.num_layers
+        if not isinstance(cell, str):
+            self.config.update(hidden_size=self.decoder.hidden_size, num_layers=L)
+        if self.condition in ("init", "both") and not has_hidden_state(self.decoder):
+            raise ValueError(f"condition={condition!r} sets the decoder's initial hidden state, which an mLSTM "
+                             "(a matrix memory) does not have: use condition='input'")
         if self.condition in ("init", "both"):
             self.bridge = Linear(vector_size, L * H, dtype=dtype, seed=child_seed(seed, 3))
             self.bridge_act = Tanh(dtype=dtype)
@@ -120,8 +140,7 @@ class Vec2Seq(_TokenDecoder):
             return None
         B = v.shape[0]
         h0 = self.bridge_act(self.bridge(v)).reshape(B, self.num_layers, self.hidden_size).transpose(1, 0, 2)
-        h0 = np.ascontiguousarray(h0)
-        return (h0, np.zeros_like(h0)) if has_cell_state(self.decoder) else (h0,)
+        return state_from_hidden(self.decoder, np.ascontiguousarray(h0))
 
     def _decoder_input(self, tokens: np.ndarray, v: np.ndarray) -> np.ndarray:
         e = self.embedding(tokens)
@@ -163,20 +182,22 @@ class Vec2Seq(_TokenDecoder):
         v = _checks.float_array(v, "v", self.dtype)
         _checks.expect_shape(v, "v", (v.shape[0], self.vector_size), "(B, vector_size)")
         st = self._initial_state(v)
-        if st is None:
-            shape = (self.num_layers, v.shape[0], self.hidden_size)
-            st = (np.zeros(shape, self.dtype),) * (2 if has_cell_state(self.decoder) else 1)
-        return {"rnn": st, "v": v}, v.shape[0]
+        return {"rnn": zero_state(self.decoder, v.shape[0]) if st is None else st, "v": v}, v.shape[0]
 
     def _decoder_step(self, tokens: np.ndarray, state: dict[str, Any]):
-        x = self._decoder_input(tokens[:, None], state["v"])
-        y, st = run_recurrent(self.decoder, x, state["rnn"], None)
-        logits = self.out(y[:, 0])
+        x = self._decoder_input(tokens[:, None], state["v"])[:, 0]
+        y, st = step_recurrent(self.decoder, x, state["rnn"])
+        logits = self.out(y)
         return log_softmax(logits), dict(state, rnn=st), None
 
-    def generate(self, v: Any, max_len: int = 50, beam_width: int = 1, length_penalty: float = 0.0):
-        """Token lists (without BOS/EOS) for each vector: greedy (beam_width 1) or beam search."""
-        return self._generate((v,), {}, max_len, beam_width, length_penalty, False)
+    def generate(self, v: Any, max_len: int = 50, beam_width: int = 1, length_penalty: float = 0.0,
+                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None):
+        """Token lists (without BOS/EOS) for each vector: greedy (beam_width 1, temperature 0),
+        beam search (beam_width > 1) or sampling (temperature > 0 with optional top_k / top_p,
+        from ``default_rng(seed)``), on the decoder's streaming step kernel."""
+        return self._generate((v,), {}, max_len, beam_width, length_penalty, False, temperature, top_k,
+                              top_p, seed)
 
 
 class EncoderDecoder(_TokenDecoder):
@@ -204,7 +225,7 @@ class EncoderDecoder(_TokenDecoder):
                       embedding_dim=embedding_dim, cell=cell, num_layers=num_layers,
                       bidirectional=bidirectional, attention=attention, attention_size=attention_size,
                       pad_id=pad_id, bos_id=bos_id, eos_id=eos_id, dropout=dropout, seed=seed)
-        super().__init__(config, dtype)
+        super().__init__(dict(config, cell=cell_config(cell)), dtype)
         self.src_vocab_size = _checks.positive_int(src_vocab_size, "src_vocab_size")
         self.tgt_vocab_size = _checks.positive_int(tgt_vocab_size, "tgt_vocab_size")
         H = self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
@@ -219,9 +240,19 @@ class EncoderDecoder(_TokenDecoder):
         self.src_embedding = Embedding(src_vocab_size, E, padding_idx=pad_id, dtype=dtype, seed=child_seed(seed, 1))
         self.encoder = make_recurrent(cell, E, H, L, bool(bidirectional), inter, dtype, child_seed(seed, 2))
         self.tgt_embedding = Embedding(tgt_vocab_size, E, padding_idx=pad_id, dtype=dtype, seed=child_seed(seed, 3))
+        if not isinstance(cell, str):
+            raise ValueError("EncoderDecoder builds an encoder and a decoder of one kind: give cell as a name")
         self.decoder = make_recurrent(cell, E, H, L, False, inter, dtype, child_seed(seed, 4))
-        self.key_size = D * H
-        self.bridge_h = Linear(D * H, H, dtype=dtype, seed=child_seed(seed, 5))
+        D = num_directions(self.encoder)
+        self.key_size = D * output_size(self.encoder)
+        # The bridge turns the encoder's final hidden (and LSTM cell) states into the decoder's
+        # initial ones; an mLSTM has no hidden state, so it starts from zeros and reads the
+        # source through attention only.
+        self.bridged = has_hidden_state(self.encoder)
+        if not self.bridged and attention is None:
+            raise ValueError("cell='mlstm' has no hidden state to carry the source to the decoder: give an "
+                             "attention ('dot', 'general' or 'bahdanau')")
+        self.bridge_h = Linear(D * H, H, dtype=dtype, seed=child_seed(seed, 5)) if self.bridged else None
         self.bridge_act = Tanh(dtype=dtype)
         self.bridge_c = (Linear(D * H, H, dtype=dtype, seed=child_seed(seed, 6))
                          if has_cell_state(self.decoder) else None)
@@ -245,25 +276,32 @@ class EncoderDecoder(_TokenDecoder):
         keys, st = run_recurrent(self.encoder, self.src_embedding(src), None, src_lengths)
         B, Ts = src.shape
         mask = None if src_lengths is None else sequence_mask(np.asarray(src_lengths).reshape(B), Ts)
+        self._encoder_state = st
         return keys, mask, self._bridge(st)
 
     def _bridge(self, st: tuple) -> tuple:
-        L, D, H = self.num_layers, self.encoder.num_directions, self.hidden_size
+        if not self.bridged:
+            return zero_state(self.decoder, st[0].shape[1])
+        L, D, H = self.num_layers, num_directions(self.encoder), self.hidden_size
         B = st[0].shape[1]
-        cat = [np.ascontiguousarray(s.reshape(L, D, B, H).transpose(0, 2, 1, 3).reshape(L, B, D * H)) for s in st]
+        n = 2 if self.bridge_c is not None else 1
+        cat = [np.ascontiguousarray(s.reshape(L, D, B, H).transpose(0, 2, 1, 3).reshape(L, B, D * H))
+               for s in st[:n]]
         h0 = self.bridge_act(self.bridge_h(cat[0]))
-        if self.bridge_c is None:
-            return (h0,)
-        return (h0, self.bridge_c(cat[1]))
+        return state_from_hidden(self.decoder, h0, None if n == 1 else self.bridge_c(cat[1]))
 
-    def _bridge_backward(self, dstate: tuple) -> tuple:
-        L, D, H = self.num_layers, self.encoder.num_directions, self.hidden_size
+    def _bridge_backward(self, dstate: tuple, encoder_state: tuple) -> tuple | None:
+        """The gradient of the encoder's final state (a tuple like it) from the decoder's initial one."""
+        if not self.bridged:
+            return None
+        L, D, H = self.num_layers, num_directions(self.encoder), self.hidden_size
         grads = [self.bridge_h.backward(self.bridge_act.backward(dstate[0]))]
         if self.bridge_c is not None:
             grads.append(self.bridge_c.backward(dstate[1]))
         B = dstate[0].shape[1]
-        return tuple(np.ascontiguousarray(g.reshape(L, B, D, H).transpose(0, 2, 1, 3).reshape(L * D, B, H))
-                     for g in grads)
+        grads = [np.ascontiguousarray(g.reshape(L, B, D, H).transpose(0, 2, 1, 3).reshape(L * D, B, H))
+                 for g in grads]
+        return tuple(grads) + tuple(np.zeros_like(s) for s in encoder_state[len(grads):])
 
     def _head(self, s: np.ndarray, keys: np.ndarray, mask: Any):
         if self.attention is None:
@@ -279,13 +317,13 @@ class EncoderDecoder(_TokenDecoder):
         s, _ = run_recurrent(self.decoder, self.tgt_embedding(np.asarray(tgt_in)), st, tgt_lengths)
         logits, a = self._head(s, keys, mask)
         self.attention_weights = a
-        self._cache = keys.shape if self.training else None
+        self._cache = (keys.shape, self._encoder_state) if self.training else None
         return logits
 
     def backward(self, dlogits: Any) -> None:
         """Backpropagate dL/dlogits (B, T_tgt, tgt_vocab_size) through decoder, attention, bridge
         and encoder into ``grads``. Token inputs have no gradient: returns None."""
-        keys_shape = self._need_cache(self._cache)
+        keys_shape, encoder_state = self._need_cache(self._cache)
         self._cache = None
         dh = self.drop.backward(self.out.backward(dlogits))
         if self.attention is not None:
@@ -297,7 +335,7 @@ class EncoderDecoder(_TokenDecoder):
             ds, dkeys = dh, np.zeros(keys_shape, self.dtype)
         demb, dstate = backward_recurrent(self.decoder, ds, None)
         self.tgt_embedding.backward(demb)
-        dsrc, _ = backward_recurrent(self.encoder, dkeys, self._bridge_backward(dstate))
+        dsrc, _ = backward_recurrent(self.encoder, dkeys, self._bridge_backward(dstate, encoder_state))
         self.src_embedding.backward(dsrc)
         return None
 
@@ -318,13 +356,16 @@ class EncoderDecoder(_TokenDecoder):
         return {"rnn": st, "keys": keys, "mask": mask}, keys.shape[0]
 
     def _decoder_step(self, tokens: np.ndarray, state: dict[str, Any]):
-        s, st = run_recurrent(self.decoder, self.tgt_embedding(tokens[:, None]), state["rnn"], None)
-        logits, a = self._head(s, state["keys"], state["mask"])
+        s, st = step_recurrent(self.decoder, self.tgt_embedding(tokens), state["rnn"])
+        logits, a = self._head(s[:, None], state["keys"], state["mask"])
         return log_softmax(logits[:, 0]), dict(state, rnn=st), (None if a is None else a[:, 0])
 
     def generate(self, src: Any, src_lengths: Any = None, max_len: int = 50, beam_width: int = 1,
-                 length_penalty: float = 0.0, return_attention: bool = False):
-        """Token lists (without BOS/EOS) for each source: greedy (beam_width 1) or beam search.
-        ``src``: padded ids (B, T_src) with ``src_lengths``, or a list of token lists. With
-        ``return_attention`` (greedy only) also the weights (B, steps, T_src)."""
-        return self._generate((src, src_lengths), {}, max_len, beam_width, length_penalty, return_attention)
+                 length_penalty: float = 0.0, return_attention: bool = False, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None):
+        """Token lists (without BOS/EOS) for each source: greedy (beam_width 1, temperature 0),
+        beam search (beam_width > 1) or sampling (temperature > 0, optional top_k / top_p, from
+        ``default_rng(seed)``). ``src``: padded ids (B, T_src) with ``src_lengths``, or a list of
+        token lists. With ``return_attention`` (beam_width 1) also the weights (B, steps, T_src)."""
+        return self._generate((src, src_lengths), {}, max_len, beam_width, length_penalty, return_attention,
+                              temperature, top_k, top_p, seed)

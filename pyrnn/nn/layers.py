@@ -9,8 +9,8 @@ from .. import _checks, _dense
 from .module import Module
 
 
-def _as_input(x: Any, dtype: np.dtype, name: str = "x") -> np.ndarray:
-    return _checks.float_array(x, name, dtype)
+def _as_input(x: Any, dtype: np.dtype, name: str = "x", kept: bool = False) -> np.ndarray:
+    return _checks.float_array(x, name, dtype, kept=kept)
 
 
 class Linear(Module):
@@ -33,7 +33,7 @@ class Linear(Module):
         self._cache = None
 
     def __call__(self, x: Any) -> np.ndarray:
-        x = _as_input(x, self.dtype)
+        x = _as_input(x, self.dtype, kept=self.training)  # backward reads it
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected shape (..., in_features) with in_features = {self.in_features}, "
                              f"got {_checks.shape_str(x.shape)}")
@@ -159,7 +159,7 @@ class _Elementwise(Module):
         self._cache = None
 
     def __call__(self, x: Any) -> np.ndarray:
-        x = _as_input(x, self.dtype)
+        x = _as_input(x, self.dtype, kept=self.training)  # backward reads it
         y = self._f(x)
         self._cache = (x, y) if self.training else None
         return y
