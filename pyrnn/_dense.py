@@ -22,7 +22,7 @@ _KERNEL_DTYPES = "fd"   # float32, float64 (dtype.char: a cheap test on hot path
 
 def ops() -> ModuleType:
     """The module whose functions compute now: ``pyrnn._core.blocks`` or the reference."""
-    return _native if _backend.native_active() else reference_blocks
+    return _native if _backend.name() == "native" else reference_blocks
 
 
 def _c(a: np.ndarray) -> np.ndarray:
