@@ -17,7 +17,8 @@ Blocks (E = embedding_dim, time-major rows; LN = LayerNorm with a weight, no bia
 
 and a final LN after the last block. Simplified against the official package: no causal
 convolution, no learnable skip and no per-head group norm inside the blocks. Forward and
-backward run the native sLSTM/mLSTM kernels; the dense parts are NumPy matrix products.
+backward run the native sLSTM/mLSTM kernels; the dense parts pyrnn's own products
+(``pyrnn._dense``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _dense
 from ._module import Module, PerThread
 
 LN_EPS = 1e-5
@@ -127,23 +128,23 @@ class xLSTMBlockStack(Module):
             pre = f"blocks.{k}."
             if kind == "m":
                 u, ln = _ln_forward(h, p[pre + "norm.weight"])
-                a = u @ p[pre + "up_a.weight"].T + p[pre + "up_a.bias"]
-                g = u @ p[pre + "up_g.weight"].T + p[pre + "up_g.bias"]
+                a = _dense.linear(u, p[pre + "up_a.weight"], p[pre + "up_a.bias"])
+                g = _dense.linear(u, p[pre + "up_g.weight"], p[pre + "up_g.bias"])
                 m, _ = layer(a, lengths=lengths) if T and B else (np.zeros_like(a), None)
                 sg, dsg = _silu(g)
                 z = m * sg
-                h = h + z @ p[pre + "down.weight"].T + p[pre + "down.bias"]
+                h = h + _dense.linear(z, p[pre + "down.weight"], p[pre + "down.bias"])
                 tape.append((ln, u, m, sg, dsg, z))
             else:
                 u, ln1 = _ln_forward(h, p[pre + "norm.weight"])
                 s, _ = layer(u, lengths=lengths) if T and B else (np.zeros_like(u), None)
                 h1 = h + s
                 v, ln2 = _ln_forward(h1, p[pre + "ffn_norm.weight"])
-                a = v @ p[pre + "up_a.weight"].T + p[pre + "up_a.bias"]
-                g = v @ p[pre + "up_g.weight"].T + p[pre + "up_g.bias"]
+                a = _dense.linear(v, p[pre + "up_a.weight"], p[pre + "up_a.bias"])
+                g = _dense.linear(v, p[pre + "up_g.weight"], p[pre + "up_g.bias"])
                 sg, dsg = _silu(g)
                 z = sg * a
-                h = h1 + z @ p[pre + "down.weight"].T + p[pre + "down.bias"]
+                h = h1 + _dense.linear(z, p[pre + "down.weight"], p[pre + "down.bias"])
                 tape.append((ln1, ln2, v, a, sg, dsg, z))
         y, ln_post = _ln_forward(h, p["post_norm.weight"])
         mask = None
@@ -177,9 +178,7 @@ class xLSTMBlockStack(Module):
         dh = _ln_backward(d, p["post_norm.weight"], ln_post, gr["post_norm.weight"])
 
         def dense_back(dout, x_in, name):
-            gr[name + ".weight"] += dout.reshape(-1, dout.shape[-1]).T @ x_in.reshape(-1, x_in.shape[-1])
-            gr[name + ".bias"] += dout.reshape(-1, dout.shape[-1]).sum(axis=0)
-            return dout @ p[name + ".weight"]
+            return _dense.linear_backward(x_in, dout, p[name + ".weight"], gr[name + ".weight"], gr[name + ".bias"])
 
         for k in reversed(range(len(self.layers))):
             kind, layer, t = self.block_types[k], self.layers[k], tape[k]
