@@ -141,10 +141,8 @@ def _run(model: Seq2Vec, seqs: Any, method: str) -> np.ndarray:
     sorted by length first so that each chunk pads little."""
     fn = getattr(model, method)
     if isinstance(seqs, np.ndarray):
-        T = seqs.shape[1]
-        parts = [fn(seqs[s:s + _PREDICT_BATCH], np.full(len(seqs[s:s + _PREDICT_BATCH]), T, np.int64))
-                 for s in range(0, len(seqs), _PREDICT_BATCH)]
-        return np.concatenate(parts)
+        chunks = [seqs[s:s + _PREDICT_BATCH] for s in range(0, len(seqs), _PREDICT_BATCH)]
+        return np.concatenate([fn(c, np.full(len(c), c.shape[1], np.int64)) for c in chunks])
     order = np.argsort([len(s) for s in seqs], kind="stable")
     parts = [fn([seqs[i] for i in order[s:s + _PREDICT_BATCH]]) for s in range(0, len(order), _PREDICT_BATCH)]
     out = np.empty((len(seqs),) + parts[0].shape[1:], parts[0].dtype)

@@ -196,6 +196,10 @@ def test_input_forms_read_alike():
     ragged = [X3[i, : 2 + i % 5] for i in range(40)]
     alone = np.concatenate([clf.predict_proba(X3[i:i + 1, : 2 + i % 5]) for i in range(40)])
     np.testing.assert_allclose(clf.predict_proba(ragged), alone, rtol=1e-6, atol=1e-7)
+    # More rows than one prediction chunk (256): each row lands where it came from.
+    np.testing.assert_allclose(clf.predict_proba(ragged * 15), np.tile(alone, (15, 1)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(clf.predict_proba(np.tile(X3, (15, 1, 1))), np.tile(as_array, (15, 1)),
+                               rtol=1e-6, atol=1e-7)
     # 2-D: one step per sample, n_features_in_ features.
     flat = SequenceRegressor(hidden_size=4, epochs=1, random_state=0).fit(X3[:, 0], y.astype(float))
     assert flat.n_features_in_ == 3
