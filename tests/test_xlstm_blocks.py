@@ -140,7 +140,7 @@ def test_convolved_slstm_input_weights_gradient():
         np.testing.assert_allclose(g[idx], (plus - minus) / 2e-6, rtol=1e-5, atol=1e-8)
 
 
-def test_block_stack_options_native_equals_reference():
+def test_block_stack_options_native_equals_reference(isa):
     stack = _stack("msm", **OFFICIAL)
     x = np.random.default_rng(3).standard_normal((6, 3, 8))
     r = np.random.default_rng(4).standard_normal((6, 3, 8))

@@ -18,7 +18,8 @@ def causal_conv1d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     """y (T, B, C) for x (T, B, C), weight (C, K), bias (C,) or None."""
     T = x.shape[0]
     K = weight.shape[1]
-    y = np.zeros_like(x) if bias is None else np.broadcast_to(bias, x.shape).astype(x.dtype)
+    y = np.empty_like(x)              # C order (an astype of a broadcast view would keep its odd strides)
+    y[...] = 0 if bias is None else bias
     for j in range(K):
         shift = K - 1 - j                   # tap j reads the step `shift` steps back
         if shift < T:
