@@ -158,6 +158,31 @@ def test_block_stack_options_native_equals_reference(isa):
         np.testing.assert_allclose(g0[name], g1[name], rtol=1e-10, atol=1e-11, err_msg=name)
 
 
+def test_block_stack_options_bitwise_on_any_thread_count(restore_native_settings):
+    """With every kernel splitting any work among its threads, 1 and 2 threads give the same
+    bits, forward and backward."""
+    from pyrnn import _core
+
+    testing = _core._thread_testing()
+    _core._set_thread_testing(0.0, "auto")
+    try:
+        x = np.random.default_rng(10).standard_normal((6, 3, 8)).astype(np.float32)
+        results = []
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            _core._reset_split_counts()
+            stack = _stack("msm", dtype=np.float32, **OFFICIAL)
+            y = stack(x, lengths=[6, 4, 5])
+            dx = stack.backward(np.ones_like(y))
+            results.append([y, dx, *stack.grads.values()])
+            if threads == 2:
+                assert sum(_core._split_counts().values()) > 0
+    finally:
+        _core._set_thread_testing(*testing)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_block_stack_options_respect_lengths():
     """A padded sequence's outputs are those of the sequence alone (the convolution is causal;
     padding never leaks back), and the padding's outputs are zero."""
