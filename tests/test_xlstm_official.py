@@ -156,7 +156,8 @@ def test_mlstm_matches_official_chunkwise_and_recurrent_step():
 # whole blocks and stacks: convolution, headwise q/k/v, group norms, learnable skip, feed-forward
 
 
-def _official_stack(tdt, slstm_at=(1,), num_blocks=3, m_conv=4, s_conv=4, act="gelu", seed=2):
+def _official_stack(tdt, slstm_at=(1,), num_blocks=3, m_conv=4, s_conv=4, act="gelu", seed=2, heads=NH,
+                    blocksize=4, group_norm_weight=True, bias=False, post_norm=True):
     from xlstm import mLSTMBlockConfig, sLSTMBlockConfig, xLSTMBlockStack, xLSTMBlockStackConfig
     from xlstm.blocks.mlstm.layer import mLSTMLayerConfig
     from xlstm.blocks.slstm.layer import sLSTMLayerConfig
@@ -164,12 +165,14 @@ def _official_stack(tdt, slstm_at=(1,), num_blocks=3, m_conv=4, s_conv=4, act="g
 
     torch.manual_seed(seed)
     cfg = xLSTMBlockStackConfig(
-        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=m_conv, qkv_proj_blocksize=4,
-                                                            num_heads=NH)),
-        slstm_block=sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=NH,
-                                                            conv1d_kernel_size=s_conv),
-                                     feedforward=FeedForwardConfig(proj_factor=1.3, act_fn=act)),
-        context_length=T, num_blocks=num_blocks, embedding_dim=E, slstm_at=list(slstm_at))
+        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=m_conv, qkv_proj_blocksize=blocksize,
+                                                            num_heads=heads)),
+        slstm_block=sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=heads,
+                                                            conv1d_kernel_size=s_conv,
+                                                            group_norm_weight=group_norm_weight),
+                                     feedforward=FeedForwardConfig(proj_factor=1.3, act_fn=act, bias=bias)),
+        context_length=T, num_blocks=num_blocks, embedding_dim=E, slstm_at=list(slstm_at), bias=bias,
+        add_post_blocks_norm=post_norm)
     stack = xLSTMBlockStack(cfg).to(tdt)
     with torch.no_grad():  # every weight away from its (often zero or one) initialisation
         for p in stack.parameters():
@@ -237,6 +240,17 @@ def test_single_official_blocks_load_without_post_norm(kind):
     mine = from_official(off, dtype=np.float64)
     assert not mine.post_norm and mine.conv_kernel_size == (2 if kind == "m" else 0)
     assert mine.ffn_activation == "silu"
+    mine.batch_first = True
+    x = torch.randn(B, T, E, dtype=torch.float64)
+    np.testing.assert_allclose(mine(x.numpy()), off(x).detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_official_stack_variants_load():
+    # two heads, blocks of 8, biases everywhere, an sLSTM group norm without weight, no final norm
+    off = _official_stack(torch.float64, slstm_at=(0, 3), num_blocks=4, m_conv=3, s_conv=3, heads=2, blocksize=8,
+                          group_norm_weight=False, bias=True, post_norm=False)
+    mine = from_official(off, dtype=np.float64)
+    assert mine.block_types == ["s", "m", "m", "s"] and mine.num_heads == 2 and not mine.post_norm
     mine.batch_first = True
     x = torch.randn(B, T, E, dtype=torch.float64)
     np.testing.assert_allclose(mine(x.numpy()), off(x).detach().numpy(), rtol=1e-9, atol=1e-11)
