@@ -30,6 +30,9 @@ def test_erf_matches_math_erf_to_rounding():
     x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, -0.0, 1e-300, 2.0, -2.0, 30.0, np.inf, -np.inf]])
     expected = np.array([math.erf(v) for v in x])
     np.testing.assert_allclose(erf(x), expected, rtol=1e-15, atol=1e-15)   # a few ulps
+    single = erf(x.astype(np.float32))
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, expected, rtol=5e-7, atol=5e-7)       # a few float32 ulps
     assert np.isnan(erf(np.array([np.nan]))[0])
 
 
