@@ -188,14 +188,16 @@ STEPS = """
     m = pyrnn.Vec2Seq(6, 9, hidden_size=8, seed=0)
     train(m, (v, tgt), "cross_entropy")
     m.generate(v[:2], max_len=5, beam_width=2)
-    stack = pyrnn.xLSTMBlockStack(8, blocks="ms", num_heads=2, seed=0)
-    opt = optim.SGD(stack, lr=0.01, momentum=0.9)
     x = rng.standard_normal((5, 3, 8), dtype=np.float32)
-    for _ in range(2):
-        stack.zero_grad()
-        stack.backward(stack(x) - x)
-        optim.clip_grad_norm(stack, 1.0)
-        opt.step()
+    for options in (dict(), dict(conv_kernel_size=4, qkv_blocksize=4, group_norm=True, learnable_skip=True,
+                             ffn_activation="gelu")):
+        stack = pyrnn.xLSTMBlockStack(8, blocks="ms", num_heads=2, seed=0, **options)
+        opt = optim.SGD(stack, lr=0.01, momentum=0.9)
+        for _ in range(2):
+            stack.zero_grad()
+            stack.backward(stack(x) - x)
+            optim.clip_grad_norm(stack, 1.0)
+            opt.step()
     print("ok")
 """
 
