@@ -20,14 +20,16 @@ using namespace pyrnn::bind;
 
 namespace {
 
-// The building blocks of the instruction set in use (KernelTable's, switched with it).
+// The building blocks of the instruction set in use (KernelTable's, switched with it). The
+// dot-product ISAs (avx512_vnni, avx_vnni) add only integer products: their float building
+// blocks are their family's.
 const BlocksTable& blocks() {
   const char* isa = active_isa();
 #if defined(PYRNN_HAVE_AVX512)
-  if (std::strcmp(isa, "avx512") == 0) return avx512::blocks_table();
+  if (std::strcmp(isa, "avx512") == 0 || std::strcmp(isa, "avx512_vnni") == 0) return avx512::blocks_table();
 #endif
 #if defined(PYRNN_HAVE_AVX2)
-  if (std::strcmp(isa, "avx2") == 0) return avx2::blocks_table();
+  if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx_vnni") == 0) return avx2::blocks_table();
 #endif
   return baseline::blocks_table();
 }
@@ -361,6 +363,8 @@ double sum_squares(const py::array& x_obj) {
 void bind_blocks(py::module_& parent) {
   py::module_ m = parent.def_submodule(
       "blocks", "Native kernels of the building blocks (pyrnn/_dense.py; NumPy twins in pyrnn.reference_blocks)");
+  m.def("isa", [] { return std::string(blocks().name); },
+        "the instruction set whose building-block kernels run (the active ISA's float family)");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         py::arg("out") = py::none(), py::arg("beta") = 0.0,
         "out = beta*out + op(a) @ op(b) (2-D, or a batch of products along a 3-D a's first axis)");

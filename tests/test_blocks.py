@@ -263,3 +263,9 @@ def test_optimizer_on_strided_parameters_uses_the_reference_in_place():
     pyrnn.optim.SGD((params, grads), lr=0.1).step()
     np.testing.assert_allclose(base[:, ::2], 0.95)
     np.testing.assert_array_equal(base[:, 1::2], 1.0)
+
+
+def test_every_isa_runs_its_own_float_family(isa):
+    # the dot-product ISAs add integer products only; their float kernels are their family's
+    family = {"avx512_vnni": "avx512", "avx_vnni": "avx2"}.get(isa, isa)
+    assert nat.isa() == family
