@@ -19,6 +19,10 @@ import numpy as np
 import pyrnn
 from pyrnn import _core
 
+# A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: a test
+# run started that way would never see the signal this child sends itself.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 SIGNAL_AFTER = 0.3   # seconds into the call
 CALL_SECONDS = 2.5   # the call's length without an interrupt
 

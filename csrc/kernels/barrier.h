@@ -14,6 +14,7 @@
 #endif
 
 #include "kernels/common.h"
+#include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
 
 namespace pyrnn::PYRNN_ISA {
@@ -53,10 +54,11 @@ class StepBarrier {
 // Runs body(share) on every thread of one OpenMP team of `threads`. `barrier` points at the
 // team's step barrier meanwhile (a no-op when split by rows or run alone); share.team is a
 // barrier of the whole team either way. Denormals are flushed on every thread of the team (the
-// caller flushes its own: a one-thread loop runs on it).
+// caller flushes its own: a one-thread loop runs on it). `stop` is the loop's stop decision:
+// split by rows, the calling thread keeps asking for it after its own rows (TeamExit).
 template <typename Body>
 void run_team(int threads, Split split, index rows, index blocks, index out_blocks,
-              StepBarrier*& barrier, Body body) {
+              StepBarrier*& barrier, StopSignal& stop, Body body) {
   StepBarrier alone(1);
   const Share whole{{0, rows}, {0, blocks}, {0, out_blocks}, {0, blocks}, &alone};
   if (threads <= 1) {
@@ -71,6 +73,7 @@ void run_team(int threads, Split split, index rows, index blocks, index out_bloc
   // smaller than asked for (inside another parallel region, a thread limit) runs the whole
   // loop on its first thread.
   StepBarrier team(threads), step_barrier(split == Split::Rows ? 1 : threads);
+  TeamExit exit;
   barrier = &step_barrier;
   note_split(split == Split::Rows ? SplitKind::LoopRows : SplitKind::LoopUnits);
 #pragma omp parallel num_threads(threads)
@@ -88,6 +91,7 @@ void run_team(int threads, Split split, index rows, index blocks, index out_bloc
     } else {
       body(Share{{0, rows}, units, thread_share(out_blocks, tid, nthreads), units, &team});
     }
+    exit.leave(nthreads, stop);
   }
   barrier = nullptr;
 }

@@ -473,6 +473,7 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
   StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
   if (threads == 1)
     return gemm_serial(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, stop);
+  TeamExit exit;
 #pragma omp parallel num_threads(threads)
   {
     const Grid grid = choose_grid<T>(omp_get_num_threads(), M, N, K);
@@ -487,6 +488,7 @@ void gemm(bool trans_a, bool trans_b, index M, index N, index K, const T* A, ind
         gemm_serial(trans_a, trans_b, m1 - m0, n1 - n0, K, trans_a ? A + m0 : A + m0 * lda, lda,
                     trans_b ? B + n0 * ldb : B + n0, ldb, beta, C + m0 * ldc + n0, ldc, stop);
     }
+    exit.leave(omp_get_num_threads(), stop);
   }
 }
 

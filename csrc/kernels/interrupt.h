@@ -15,6 +15,11 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "pyrnn.h"
 
@@ -108,6 +113,34 @@ class StopSignal {
  private:
   static constexpr index kNever = std::numeric_limits<index>::max();
   std::atomic<index> stop_before_;
+};
+
+// The end of a team whose threads never wait for one another (split by rows or by items):
+// every thread calls leave() once its share is done. Only the calling thread asks the host for
+// a stop, so when its share ends first it waits here for the others, still asking: a Ctrl-C
+// then reaches threads that are still working instead of waiting for them to finish.
+class TeamExit {
+ public:
+  void leave(int team_size, StopSignal& stop) {
+    arrived_.fetch_add(1, std::memory_order_acq_rel);
+    if (!interrupt_check_installed()) return;
+    for (int spins = 0; arrived_.load(std::memory_order_acquire) < team_size; ++spins) {
+      stop.poll(0);
+      if (spins < kSpinsBeforeYield) pause();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  static constexpr int kSpinsBeforeYield = 2000;  // a few microseconds
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+  }
+
+  std::atomic<int> arrived_{0};
 };
 
 }  // namespace pyrnn

@@ -346,7 +346,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, std::min(c.blocks.count, c.out_blocks.count));
   StopSignal stop;
-  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
+  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share& sh) {
     for (index s = 0; s < TT; ++s) {
       // Split by units every thread reads this after the same barrier; split by rows the
       // threads never wait for one another, so each may leave at its own step.

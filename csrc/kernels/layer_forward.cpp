@@ -286,7 +286,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   StopSignal stop;
-  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
+  run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share& sh) {
     index chunk_first = 0;  // projected in team: the real time of the chunk's first row
     for (index s = 0; s < TT; ++s) {
       // Split by units, every thread reads the stop after the same barrier and all leave
@@ -363,7 +363,8 @@ void layer_step(const LayerDims& d, const LayerForwardArgs<T>& a) {
 
   const double flops = 2.0 * B * GH * (I + P) + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const int nt = loop_threads(flops, B, c.blocks.count);
-  run_team(nt, Split::Units, B, c.blocks.count, c.out_blocks.count, c.barrier, [&](const Share& sh) {
+  StopSignal stop;  // a step is microseconds: never stopped part way
+  run_team(nt, Split::Units, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share& sh) {
     input_product(c, a.x, 1, sh, xin);
     Step<T> step{0, a.h0, a.h_n, lstm ? a.c_n : nullptr, lstm ? a.c_n : nullptr, xin, a.y, true};
     run_step(c, step, sh);

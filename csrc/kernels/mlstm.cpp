@@ -216,22 +216,24 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
     xg = xg_inference.data();
   }
   gemm<T>(false, true, TB, R, d.I, a.x, d.I, a.w_ih, d.I, T(0), xg, R);
+  StopSignal stop;  // (set already when the projection was stopped)
   if (a.bias)
-    for (index r = 0; r < TB; ++r)
+    for (index r = 0; r < TB && !stop.requested(); stop.poll(r++))
       for (index k = 0; k < R; ++k) xg[r * R + k] += a.bias[k];
+  if (stop.requested()) return;
 
   const Layout L{H, NH, DH, R};
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const index pairs = B * NH;
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
   if (nt > 1) note_split(SplitKind::XlstmItems);
-  StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
+  TeamExit exit;  // the threads never wait for one another: each leaves when it sees a stop
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
     std::vector<T> scratch(static_cast<size_t>(3 * DH));
     T *kbuf = scratch.data(), *num = kbuf + DH, *og = num + DH;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
       T *C = a.c_n + p * DD, *n = a.n_n + p * DH, *m = a.m_n + p;
@@ -254,6 +256,7 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
         std::fill(y, y + DH, T(0));
       }
     }
+    exit.leave(omp_get_num_threads(), stop);
   }
 }
 
@@ -279,6 +282,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
   if (nt > 1) note_split(SplitKind::XlstmItems);
   StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
+  TeamExit exit;
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
@@ -287,7 +291,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
     std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(5 * DH));
     std::vector<StepScalars<T>> sts(static_cast<size_t>(kChunk));
     T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dnt = dnum + DH, *og = dnt + DH;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
       T *dC = a.dc0 + p * DD, *dn = a.dn0 + p * DH, *dm = a.dm0 + p;
@@ -360,6 +364,7 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
         }
       }
     }
+    exit.leave(omp_get_num_threads(), stop);
   }
 
   if (stop.requested()) return;

@@ -190,11 +190,12 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
   if (nt > 1) note_split(SplitKind::XlstmItems);
   StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
+  TeamExit exit;
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
     std::vector<T> hg(static_cast<size_t>((B / items.nb + 1) * 4 * DH));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
       for (index t = 0; t < TT && !stop.requested(); stop.poll(t++)) {
@@ -221,6 +222,7 @@ void slstm_forward(const SlstmDims& d, const SlstmForwardArgs<T>& a) {
         }
       }
     }
+    exit.leave(omp_get_num_threads(), stop);
   }
 }
 
@@ -254,12 +256,13 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   const int nt = static_cast<int>(std::min<index>(num_threads(), items.count()));
   if (nt > 1) note_split(SplitKind::XlstmItems);
   StopSignal stop;  // the threads never wait for one another: each leaves when it sees a stop
+  TeamExit exit;
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
     const index rows_max = B / items.nb + 1;
     std::vector<T> dg(static_cast<size_t>(rows_max * 4 * DH)), dh_prev(static_cast<size_t>(rows_max * DH));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (index it = 0; it < items.count(); ++it) {
       const index hd = items.head(it), b0 = items.b0(it), b1 = items.b1(it), off = hd * DH;
       for (index t = TT - 1; t >= 0 && !stop.requested(); stop.poll(t--)) {
@@ -282,6 +285,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
             std::copy(dh_prev.data() + (b - b0) * DH, dh_prev.data() + (b - b0 + 1) * DH, a.dh0 + b * H + off);
       }
     }
+    exit.leave(omp_get_num_threads(), stop);
   }
 
   if (stop.requested()) return;
