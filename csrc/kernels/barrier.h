@@ -1,21 +1,14 @@
-// The per-step barrier of the time loops. It spins briefly (a step's work is microseconds, so
-// a sleeping wait would cost more than the step) and then yields the core: when the machine
-// is oversubscribed a spinning waiter would otherwise burn the time slice the thread it waits
-// for needs, which made OpenMP's own barrier 10-20x slower under load.
+// The per-step barrier of the time loops (kernels/spin_wait.h: how its threads wait).
 #pragma once
 
 #include <omp.h>
 
 #include <atomic>
-#include <thread>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 #include "kernels/common.h"
 #include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
+#include "kernels/spin_wait.h"
 
 namespace pyrnn::PYRNN_ISA {
 
@@ -31,21 +24,10 @@ class StepBarrier {
       generation_.fetch_add(1, std::memory_order_release);  // publishes every thread's writes
       return;
     }
-    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
-      if (spins < kSpinsBeforeYield) pause();
-      else std::this_thread::yield();
-    }
+    spin_wait([&] { return generation_.load(std::memory_order_acquire) != generation; });
   }
 
  private:
-  static constexpr int kSpinsBeforeYield = 2000;  // a few microseconds
-
-  static void pause() {
-#if defined(__x86_64__) || defined(__i386__)
-    _mm_pause();
-#endif
-  }
-
   const int threads_;
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<unsigned> generation_{0};

@@ -15,12 +15,8 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
-#include <thread>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
+#include "kernels/spin_wait.h"
 #include "pyrnn.h"
 
 namespace pyrnn {
@@ -124,22 +120,13 @@ class TeamExit {
   void leave(int team_size, StopSignal& stop) {
     arrived_.fetch_add(1, std::memory_order_acq_rel);
     if (!interrupt_check_installed()) return;
-    for (int spins = 0; arrived_.load(std::memory_order_acquire) < team_size; ++spins) {
+    spin_wait([&] {
       stop.poll(0);
-      if (spins < kSpinsBeforeYield) pause();
-      else std::this_thread::yield();
-    }
+      return arrived_.load(std::memory_order_acquire) >= team_size;
+    });
   }
 
  private:
-  static constexpr int kSpinsBeforeYield = 2000;  // a few microseconds
-
-  static void pause() {
-#if defined(__x86_64__) || defined(__i386__)
-    _mm_pause();
-#endif
-  }
-
   std::atomic<int> arrived_{0};
 };
 
