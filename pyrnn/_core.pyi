@@ -6,7 +6,7 @@ import numpy
 import numpy.typing
 
 class LayerCache:
-    """What a training-mode forward keeps for its backward (opaque)."""
+    """What a training-mode layer_forward keeps for its backward (opaque)."""
     @property
     def nbytes(self) -> int: ...
 

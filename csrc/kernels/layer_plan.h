@@ -207,6 +207,22 @@ inline bool step_valid(const std::int64_t* lengths, index b, index t) {
   return lengths == nullptr || t < lengths[b];
 }
 
+// dst (n) = src, or zeros without src: a backward's incoming state gradient (optional) as the
+// running gradient it updates in place.
+template <typename T>
+void copy_or_zero(const T* src, T* dst, index n) {
+  if (src) std::copy(src, src + n, dst);
+  else std::fill(dst, dst + n, T(0));
+}
+
+// out (cols) += the column sums of m (rows, cols; row stride ld): a bias gradient from the
+// pre-activation gradients of all rows, summed in row order.
+template <typename T>
+void add_column_sums(T* out, const T* m, index rows, index cols, index ld) {
+  for (index r = 0; r < rows; ++r)
+    for (index k = 0; k < cols; ++k) out[k] += m[r * ld + k];
+}
+
 // x (T*B rows of I) as the weight-gradient products must see it: without lengths x itself,
 // else a copy in `storage` with the rows of padding steps zeroed (0 * NaN from padded input
 // would otherwise leak into the sums).
