@@ -1,7 +1,7 @@
 // The per-step barrier of the time loops. It spins briefly (a step's work is microseconds, so
 // a sleeping wait would cost more than the step) and then yields the core: when the machine
 // is oversubscribed a spinning waiter would otherwise burn the time slice the thread it waits
-// for needs, which made OpenMP's own barrier 10-20x slower under load.
+// for needs (OpenMP's own barrier spins so, and is many times slower under load).
 #pragma once
 
 #include <omp.h>
