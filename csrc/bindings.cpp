@@ -418,6 +418,7 @@ py::list available_isas() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pyrnn's native kernels (private: use the pyrnn package)";
+  m.attr("__version__") = PYRNN_VERSION;  // pyrnn/__init__.py refuses a module of another version
 
   bind_training_cache<LayerDims>(m, "LayerCache", "layer_forward");
 

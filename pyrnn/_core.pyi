@@ -5,6 +5,8 @@ import typing
 import numpy
 import numpy.typing
 
+__version__: str
+
 class LayerCache:
     """What a training-mode layer_forward keeps for its backward (opaque)."""
     @property
