@@ -8,6 +8,9 @@ call right after a call of its own:
 
     pyrnn-after-numpy   pyrnn LSTM inference after a NumPy (OpenBLAS) matmul
     pyrnn-after-ort     ... after an ONNX Runtime LSTM session run
+    pyrnn-after-ort_nospin  ... after the same session with ONNX Runtime's idle spinning
+                        turned off (``session.intra_op.allow_spinning`` = 0), the remedy when
+                        ORT's spin is what slows the next call
     pyrnn-after-torch   ... after a PyTorch LSTM forward
     numpy-after-pyrnn   the NumPy matmul after pyrnn's LSTM inference
     ort-after-pyrnn     the ONNX Runtime run after pyrnn's
@@ -41,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 LIBRARIES = ("numpy", "ort", "torch")
-CASES = tuple(f"pyrnn-after-{lib}" for lib in LIBRARIES) + tuple(f"{lib}-after-pyrnn" for lib in LIBRARIES)
+CASES = (tuple(f"pyrnn-after-{lib}" for lib in LIBRARIES + ("ort_nospin",))
+         + tuple(f"{lib}-after-pyrnn" for lib in LIBRARIES))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,11 +78,11 @@ def make_call(lib: str, args: argparse.Namespace):
         a = rng.standard_normal((args.matmul, args.matmul)).astype(np.float32)
         b = rng.standard_normal((args.matmul, args.matmul)).astype(np.float32)
         return lambda: a @ b
-    if lib == "ort":
+    if lib in ("ort", "ort_nospin"):
         from onnx_model import session
         from peers import make_weights
 
-        sess = session("lstm", make_weights("lstm", H, H), H, args.threads)
+        sess = session("lstm", make_weights("lstm", H, H), H, args.threads, spinning=lib == "ort")
         return lambda: sess.run(["Y"], {"X": x})
     if lib == "torch":
         import torch

@@ -53,9 +53,11 @@ def build_model(cell: str, weights: dict[str, np.ndarray], hidden_size: int):
     return model
 
 
-def session(cell: str, weights: dict[str, np.ndarray], hidden_size: int, threads: int):
+def session(cell: str, weights: dict[str, np.ndarray], hidden_size: int, threads: int,
+            spinning: bool = True):
     """An ONNX Runtime CPU session for the model, with ``threads`` intra-op threads and one
-    inter-op thread (one node: nothing runs in parallel across ops)."""
+    inter-op thread (one node: nothing runs in parallel across ops). ``spinning=False`` sets
+    ``session.intra_op.allow_spinning`` to 0: idle workers block at once instead of spinning."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -63,6 +65,8 @@ def session(cell: str, weights: dict[str, np.ndarray], hidden_size: int, threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model = build_model(cell, weights, hidden_size)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 

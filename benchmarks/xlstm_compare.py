@@ -13,6 +13,11 @@ Same computation on both sides, float32, medians of ``--repeats`` runs (millisec
   ``pyrnn.MLSTM(E, E, num_heads)`` (one projection for q, k, v, gates and output gate, then
   the recurrent form).
 
+* stack: the official ``xLSTMBlockStack`` of blocks mLSTM, sLSTM, mLSTM with its defaults
+  (causal convolution of 4, headwise q/k/v of blocksize 4, group norms, learnable skip, GELU
+  feed-forward of 1.3 E rounded up to a multiple of 64; sLSTM on the vanilla backend) against
+  ``pyrnn.xLSTMBlockStack`` with the same options and sizes (what ``from_official`` builds).
+
 "forward" is inference (torch.no_grad / pyrnn eval mode); "train" is forward + backward with
 the gradients of the input and every weight. The two libraries' runs of each case alternate,
 so both see the same machine load; ``--threads`` sets pyrnn's and torch's thread counts.
@@ -21,10 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 
 import numpy as np
+
+
+def _official_ffn_size(E):
+    """The official feed-forward's width: 1.3 E rounded up to a multiple of 64."""
+    return math.ceil(1.3 * E / 64) * 64
 
 
 def pyrnn_cases(B, T, E, NH):
@@ -34,9 +45,12 @@ def pyrnn_cases(B, T, E, NH):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, E)).astype(np.float32)
     dy = rng.standard_normal((T, B, E)).astype(np.float32)
+    stack = pyrnn.xLSTMBlockStack(E, "msm", num_heads=NH, proj_factor=2.0, ffn_factor=_official_ffn_size(E) / E,
+                                  conv_kernel_size=4, qkv_blocksize=4, group_norm=True, learnable_skip=True,
+                                  ffn_activation="gelu", seed=0)
     cases = {}
     for name, layer in (("slstm", pyrnn.SLSTM(E, E, num_heads=NH, input_projection="headwise", seed=0)),
-                        ("mlstm", pyrnn.MLSTM(E, E, num_heads=NH, seed=0))):
+                        ("mlstm", pyrnn.MLSTM(E, E, num_heads=NH, seed=0)), ("stack", stack)):
         def forward(layer=layer):
             layer.eval()
             layer(x)
@@ -54,8 +68,11 @@ def pyrnn_cases(B, T, E, NH):
 def official_cases(B, T, E, NH):
     """{(cell, mode): callable} for the official package (raises ImportError without it)."""
     import torch
-    from xlstm import sLSTMLayer, sLSTMLayerConfig
+    from xlstm import (mLSTMBlockConfig, sLSTMBlockConfig, sLSTMLayer, sLSTMLayerConfig, xLSTMBlockStack,
+                       xLSTMBlockStackConfig)
     from xlstm.blocks.mlstm.cell import mLSTMCell, mLSTMCellConfig
+    from xlstm.blocks.mlstm.layer import mLSTMLayerConfig
+    from xlstm.components.feedforward import FeedForwardConfig
 
     torch.manual_seed(0)
     x = torch.randn(B, T, E)
@@ -72,8 +89,14 @@ def official_cases(B, T, E, NH):
     def m_forward(inp):
         return m(*(lin(inp) for lin in qkv))
 
+    stack = xLSTMBlockStack(xLSTMBlockStackConfig(
+        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(num_heads=NH)),
+        slstm_block=sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=NH),
+                                     feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu")),
+        context_length=T, num_blocks=3, embedding_dim=E, slstm_at=[1]))
+
     cases = {}
-    for name, fwd in (("slstm", s_forward), ("mlstm", m_forward)):
+    for name, fwd in (("slstm", s_forward), ("mlstm", m_forward), ("stack", stack)):
         def inference(fwd=fwd):
             with torch.no_grad():
                 fwd(x)

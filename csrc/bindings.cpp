@@ -26,6 +26,7 @@ using namespace pyrnn::bind;
 
 void bind_testing(py::module_& m);  // bindings_testing.cpp
 void bind_xlstm(py::module_& m);    // bindings_xlstm.cpp
+void bind_blocks(py::module_& m);   // bindings_blocks.cpp
 void bind_quant(py::module_& m);    // bindings_quant.cpp
 
 namespace {
@@ -480,6 +481,7 @@ PYBIND11_MODULE(_core, m) {
 
   bind_testing(m);
   bind_xlstm(m);
+  bind_blocks(m);
   bind_quant(m);
   record_main_thread();  // Ctrl-C stops long calls made on this thread (native_call.h)
 

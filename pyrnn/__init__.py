@@ -25,6 +25,7 @@ if getattr(_core, "__version__", None) != __version__:
 from .cells import GRUCell, LSTMCell, RNNCell
 from .config import get_num_threads, set_num_threads, show_config
 from .layers import GRU, LSTM, RNN
+from ._recurrent import PerformanceWarning
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
 from . import distributed, losses, metrics, models, nn, optim  # noqa: E402
 from .checkpoint import load, save
@@ -39,4 +40,4 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "set_num_threads", "get_num_threads", "show_config", "__version__",
            "nn", "losses", "metrics", "optim", "models", "distributed", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
            "from_torch", "to_torch", "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load",
-           "quantize"]
+           "quantize", "PerformanceWarning"]

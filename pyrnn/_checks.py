@@ -7,6 +7,7 @@ array, and what a training cache keeps is always a copy (the ``kept`` arguments)
 from __future__ import annotations
 
 import numbers
+import functools
 import os
 from typing import Any
 
@@ -197,6 +198,7 @@ def lengths(value: Any, T: int, B: int, batched: bool) -> np.ndarray | None:
 # memory
 
 
+@functools.lru_cache(maxsize=1)
 def _physical_memory_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

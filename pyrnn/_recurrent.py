@@ -2,6 +2,7 @@
 
 * :class:`PackedKernels`: weights packed once for the native kernels in eval mode, and the one
   streaming path (``layer_step`` on those packed weights) of the core layers and cells.
+* :class:`PerformanceWarning`: given once per layer whose ``step`` is called in training mode.
 * :class:`RecurrentLayer`: the one base of the core layers (RNN, LSTM, GRU) and the xLSTM
   layers (SLSTM, MLSTM): configuration, stacking with inter-layer dropout, initial states,
   layouts, the training tape and backward, and repr. Subclasses supply one layer's forward and
@@ -9,6 +10,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,10 @@ from . import _backend, _checks, _core
 from ._module import Module, PerThread, Tape
 
 
+class PerformanceWarning(UserWarning):
+    """A call that works but takes a slow path; the message names the fast one."""
+
+
 class PackedKernels:
     """Mixin for modules whose kernels multiply with packed weight panels (core layers, cells).
 
@@ -25,7 +31,7 @@ class PackedKernels:
     at its first call, and reused; in training mode weights are packed per call.
     """
 
-    _transient = ("_pack_cache", "_pack_ops", "_step_packing")
+    _transient = ("_pack_cache", "_pack_ops", "_step_packing", "_warned_training_step")
     _pack_cache: dict[int, Any] | None = None
     _pack_ops: Any = None
     # The eval-mode packing of layer 0 that the streaming fast path hands to the kernel (set by
@@ -33,6 +39,8 @@ class PackedKernels:
     _step_packing: Any = None
     # Whether streaming states carry a leading layer axis: (1, B, n) for layers, (B, n) for cells.
     _stacked_state = True
+    # Whether this object has given its PerformanceWarning for a training-mode ``step``.
+    _warned_training_step = False
 
     _params: dict[str, np.ndarray]
     training: bool
@@ -65,6 +73,15 @@ class PackedKernels:
         if packed is None:
             packed = self._pack_cache[k] = ops.pack_layer(cell, *arrays())
         return packed
+
+    def _warn_if_training_step(self) -> None:
+        """Warns once per object that ``step`` runs in training mode: there the weights are
+        packed afresh at every call (several times slower than eval mode's packed weights)."""
+        if self.training and not self._warned_training_step:
+            self._warned_training_step = True
+            warnings.warn(f"{type(self).__name__}.step in training mode packs the weights at every call, "
+                          "several times slower than in eval mode: call .eval() first for the fast "
+                          "streaming path", PerformanceWarning, stacklevel=3)
 
     def _stream_step(self, x: Any, h: Any, c: Any):
         """The one streaming path: ``(h_new, c_new)`` after one time step, no cache kept. The

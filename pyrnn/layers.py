@@ -182,8 +182,11 @@ class _SingleStateLayer(_CoreLayer):
     def step(self, x_t: Any, h: Any = None):
         """One time step for streaming inference: ``y_t, h = layer.step(x_t, h)`` with ``x_t``
         ``(B, I)`` or ``(I,)`` and ``h`` shaped like ``h_n`` (None: zeros). Keeps no cache and
-        applies no dropout, in either mode; equals the full forward run one step at a time."""
+        applies no dropout, in either mode; equals the full forward run one step at a time.
+        Eval mode is the fast path (training mode warns once, see ``PerformanceWarning``)."""
         h_n, _ = self._stream_step(x_t, h, None)
+        if self.training:
+            self._warn_if_training_step()
         return h_n[-1], h_n
 
 
@@ -248,9 +251,12 @@ class LSTM(_CoreLayer):
     def step(self, x_t: Any, state: Any = None):
         """One time step for streaming inference: ``y_t, (h, c) = lstm.step(x_t, (h, c))`` with
         ``x_t`` ``(B, I)`` or ``(I,)`` and states shaped like ``(h_n, c_n)`` (None: zeros). Keeps
-        no cache and applies no dropout, in either mode; equals the full forward one step at a time."""
+        no cache and applies no dropout, in either mode; equals the full forward one step at a time.
+        Eval mode is the fast path (training mode warns once, see ``PerformanceWarning``)."""
         h, c = state if type(state) is tuple and len(state) == 2 else _checks.pair(state, "state", ("h", "c"))
         h_n, c_n = self._stream_step(x_t, h, c)
+        if self.training:
+            self._warn_if_training_step()
         return h_n[-1], (h_n, c_n)
 
     @classmethod

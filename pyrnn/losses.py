@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _dense
 
 
 def _float(pred: Any, name: str) -> np.ndarray:
@@ -56,9 +56,13 @@ def mse(pred: Any, target: Any, mask: Any = None) -> tuple[float, np.ndarray]:
     return loss, (2.0 / count) * diff
 
 
+def _kernel_dtype(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in a dtype the kernels take (float32 / float64; other floats go through float64)."""
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return _dense.softmax(_kernel_dtype(logits), log=True).astype(logits.dtype, copy=False)
 
 
 def log_softmax(logits: Any) -> np.ndarray:
@@ -68,7 +72,8 @@ def log_softmax(logits: Any) -> np.ndarray:
 
 def softmax(logits: Any) -> np.ndarray:
     """Numerically stable softmax over the last axis."""
-    return np.exp(log_softmax(logits))
+    logits = _float(logits, "logits")
+    return _dense.softmax(_kernel_dtype(logits)).astype(logits.dtype, copy=False)
 
 
 def _class_targets(scores: np.ndarray, targets: Any, mask: Any, ignore_index: int | None,
@@ -109,18 +114,13 @@ def cross_entropy(logits: Any, targets: Any, mask: Any = None, ignore_index: int
     logits = _float(logits, "logits")
     safe, valid = _class_targets(logits, targets, mask, ignore_index, label_smoothing)
     C = logits.shape[-1]
-    logp = _log_softmax(logits)
+    flat = _kernel_dtype(logits).reshape(-1, C)
     count = max(int(valid.sum()), 1)
-    eps = float(label_smoothing)
-    nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
-    per = (1 - eps) * nll + (eps * -logp.mean(axis=-1) if eps else 0.0)
-    loss = float(np.sum(np.where(valid, per, 0)) / count)
-    grad = np.exp(logp)
-    if eps:
-        grad -= eps / C
-    np.put_along_axis(grad, safe[..., None], np.take_along_axis(grad, safe[..., None], axis=-1) - (1 - eps), axis=-1)
-    grad *= (valid / count)[..., None].astype(grad.dtype)
-    return loss, grad.astype(logits.dtype, copy=False)
+    scale = (valid / count).astype(flat.dtype).reshape(-1)
+    per, grad = _dense.cross_entropy(flat, safe.reshape(-1).astype(np.int64, copy=False), scale,
+                                     float(label_smoothing))
+    loss = float(np.sum(per[valid.reshape(-1)]) / count)
+    return loss, grad.reshape(logits.shape).astype(logits.dtype, copy=False)
 
 
 class MSELoss:

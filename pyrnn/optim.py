@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _dense
 from ._module import Module
 
 
@@ -43,7 +44,7 @@ def _grads_of(target: Any) -> dict[str, np.ndarray]:
 
 def global_grad_norm(target: Any) -> float:
     """The L2 norm of all gradients together."""
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in _grads_of(target).values()))
+    return math.sqrt(sum(_dense.sum_squares(g) for g in _grads_of(target).values()))
 
 
 def clip_grad_norm(target: Any, max_norm: float) -> float:
@@ -174,16 +175,13 @@ class SGD(Optimizer):
         self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
 
     def _update(self, name, p, g, state):
-        d = g + self.weight_decay * p if self.weight_decay else g.copy()
+        buf, first = None, False
         if self.momentum:
             buf = state.get("momentum")
             if buf is None:
-                buf = state["momentum"] = d.copy()
-            else:
-                buf *= self.momentum
-                buf += (1 - self.dampening) * d
-            d = d + self.momentum * buf if self.nesterov else buf
-        p -= (self.lr * d).astype(p.dtype, copy=False)
+                buf = state["momentum"] = np.zeros_like(p)
+                first = True
+        _dense.sgd_update(p, g, buf, self.lr, self.momentum, self.dampening, self.weight_decay, self.nesterov, first)
 
 
 class Adam(Optimizer):
@@ -200,24 +198,11 @@ class Adam(Optimizer):
         self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
 
     def _update(self, name, p, g, state):
-        b1, b2 = self.betas
-        if self.weight_decay:
-            if self.decoupled:
-                p *= p.dtype.type(1 - self.lr * self.weight_decay)
-            else:
-                g = g + self.weight_decay * p
         if "m" not in state:
             state["m"] = np.zeros_like(p)
             state["v"] = np.zeros_like(p)
-        m, v = state["m"], state["v"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
-        t = self.steps
-        step = self.lr / (1 - b1 ** t)
-        denom = np.sqrt(v / (1 - b2 ** t)) + self.eps
-        p -= (step * m / denom).astype(p.dtype, copy=False)
+        _dense.adam_update(p, g, state["m"], state["v"], self.lr, self.betas[0], self.betas[1], self.eps,
+                           self.weight_decay, self.decoupled, self.steps)
 
 
 class AdamW(Adam):

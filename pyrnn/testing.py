@@ -9,7 +9,8 @@ from . import _backend
 
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[None]:
-    """Within the block, layers and cells compute with ``backend`` ("native" or "reference").
+    """Within the block, layers, cells and the building blocks (``pyrnn._dense``: Linear,
+    attention, losses, optimizers, ...) compute with ``backend`` ("native" or "reference").
 
     >>> with use_backend("reference"):
     ...     y, h_n = pyrnn.GRU(3, 4)(x)

@@ -45,3 +45,18 @@ def check_input_grad(forward_of, backward, x, n=8, eps=1e-6, rtol=1e-5, atol=1e-
         xm[idx] -= eps
         numeric = (np.sum(forward_of(xp) * R) - np.sum(forward_of(xm) * R)) / (2 * eps)
         assert abs(numeric - dx[idx]) <= atol + rtol * abs(numeric), (idx, numeric, dx[idx])
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of the scalar ``f()`` with respect to every entry of ``x`` (changed
+    in place and restored)."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + eps
+        plus = f()
+        x[idx] = old - eps
+        minus = f()
+        x[idx] = old
+        g[idx] = (plus - minus) / (2 * eps)
+    return g

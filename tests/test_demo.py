@@ -17,7 +17,7 @@ def _args(tmp_path, **kw):
 
     p = argparse.ArgumentParser()
     demo.add_arguments(p)
-    argv = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()] + [f"--out={tmp_path}", "--threads=1"]
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()] + [f"--out={tmp_path}"]
     return p.parse_args(argv)
 
 

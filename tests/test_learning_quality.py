@@ -9,15 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyrnn._threads import limit_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
 
 
 def test_sunspots_beats_last_value_by_35_percent():

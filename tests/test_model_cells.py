@@ -6,7 +6,6 @@ import pytest
 
 import pyrnn
 from pyrnn import optim
-from pyrnn._threads import limit_threads
 from pyrnn.models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
 
 from _fd import check_input_grad, check_param_grads
@@ -14,11 +13,6 @@ from _fd import check_input_grad, check_param_grads
 CELLS = ["rnn", "lstm", "gru", "slstm", "mlstm"]
 F64 = "float64"
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
 
 
 def _x(B=3, T=5, F=2, seed=2):

@@ -8,14 +8,7 @@ from pyrnn.models import Attention, EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq, b
 from pyrnn.demo import tasks
 
 from _fd import check_input_grad, check_param_grads
-from pyrnn._threads import limit_threads
 
-
-@pytest.fixture
-def one_thread():
-    """Learning tests run single-threaded: small steps, and the machine may be shared."""
-    with limit_threads(1):
-        yield
 
 F64 = "float64"
 
@@ -202,7 +195,7 @@ def test_beam_search_scores_with_model_agree_with_forward():
 # learning (thresholds stated in each test)
 
 
-def test_encoder_decoder_learns_reversal(one_thread):
+def test_encoder_decoder_learns_reversal():
     """Reverse 3-7 digit strings (bidirectional GRU encoder, general attention): held-out greedy
     exact match >= 95% after 5 epochs (100% on seeds 0-3 when written)."""
     rng = np.random.default_rng(0)
@@ -218,7 +211,7 @@ def test_encoder_decoder_learns_reversal(one_thread):
     assert acc >= 0.95, acc
 
 
-def test_seq2vec_learns_sequence_classification(one_thread):
+def test_seq2vec_learns_sequence_classification():
     """Does a sequence of tokens contain token 5? 2-layer bidirectional LSTM, max pooling:
     held-out accuracy >= 95%."""
     rng = np.random.default_rng(0)
@@ -237,7 +230,7 @@ def test_seq2vec_learns_sequence_classification(one_thread):
     assert hist["val_accuracy"][-1] >= 0.95, hist.history
 
 
-def test_seq2seq_learns_delayed_copy(one_thread):
+def test_seq2seq_learns_delayed_copy():
     """Output at step t is the input at t-2 (tagging with memory): held-out MSE < 0.01."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (600, 20, 1)).astype(np.float32)
@@ -250,7 +243,7 @@ def test_seq2seq_learns_delayed_copy(one_thread):
     assert mse < 0.01, mse
 
 
-def test_vec2seq_learns_to_spell_a_number(one_thread):
+def test_vec2seq_learns_to_spell_a_number():
     """A one-hot vector for k in 0..9 -> the token sequence of k's digits repeated (k+1) % 4 + 1
     times: held-out (all 10) greedy exact match = 100%."""
     def target(k):

@@ -1,4 +1,7 @@
 """The streaming step API: layer.step and eval-mode cells (the native single-step kernel)."""
+import copy
+import warnings
+
 import numpy as np
 import pytest
 
@@ -35,7 +38,7 @@ def test_layer_step_equals_forward(isa, threads, cls, kwargs, dtype, num_layers)
 
 
 def test_layer_step_unbatched_and_shapes():
-    lstm = pyrnn.LSTM(4, 6, num_layers=3, proj_size=2, seed=0)
+    lstm = pyrnn.LSTM(4, 6, num_layers=3, proj_size=2, seed=0).eval()
     y, (h, c) = lstm.step(np.ones(4, np.float32))
     assert y.shape == (2,) and h.shape == (3, 2) and c.shape == (3, 6)
     y, (h, c) = lstm.step(np.ones((5, 4), np.float32), (np.zeros((3, 5, 2)), None))
@@ -45,11 +48,41 @@ def test_layer_step_unbatched_and_shapes():
 def test_layer_step_is_inference_even_in_training_mode():
     gru = pyrnn.GRU(3, 4, num_layers=2, dropout=0.5, seed=0)
     x = np.ones((2, 3), np.float32)
-    y1, _ = gru.step(x)
+    with pytest.warns(pyrnn.PerformanceWarning):
+        y1, _ = gru.step(x)
     y2, _ = gru.step(x)
     np.testing.assert_array_equal(y1, y2)   # no dropout
     with pytest.raises(RuntimeError):
         gru.backward(np.ones((1, 2, 4), np.float32))   # no cache
+
+
+@pytest.mark.parametrize("cls", [pyrnn.RNN, pyrnn.LSTM, pyrnn.GRU])
+def test_training_mode_step_warns_once_per_layer(cls):
+    layer = cls(3, 4, seed=0)
+    x = np.ones((2, 3), np.float32)
+    with pytest.warns(pyrnn.PerformanceWarning, match=r"\.eval\(\)") as caught:
+        layer.step(x)
+        layer.step(x)
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.step(x)                       # once per object
+        layer.eval().step(x)                # eval mode: the fast path, no warning
+        cls(3, 4, seed=0).eval().step(x)
+    with pytest.warns(pyrnn.PerformanceWarning):
+        copy.deepcopy(layer.train()).step(x)   # a copy is another object
+
+
+def test_model_step_warns_in_training_mode_and_generation_does_not():
+    model = pyrnn.Seq2Seq(output_size=7, vocab_size=7, embedding_dim=4, hidden_size=8, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.generate([1, 2, 3], steps=4)          # switches to eval mode itself
+        model.eval().step(np.array([1, 2]))
+    with pytest.warns(pyrnn.PerformanceWarning, match="Seq2Seq.step") as caught:
+        model.train().step(np.array([1, 2]))
+        model.step(np.array([1, 2]))
+    assert len(caught) == 1                         # the model's warning; its layer stays quiet
 
 
 def test_bidirectional_step_refused():

@@ -7,16 +7,10 @@ import pytest
 
 import pyrnn
 from pyrnn import optim
-from pyrnn._threads import limit_threads
 from pyrnn.models import Seq2Seq, Seq2Vec
 from pyrnn.models._base import pad_sequences
 from pyrnn.training import EarlyStopping, ModelCheckpoint, evaluate, fit, plot_history
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
 
 
 def _regression(n=64, seed=0):

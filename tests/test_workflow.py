@@ -7,14 +7,8 @@ import pytest
 
 import pyrnn
 from pyrnn import optim
-from pyrnn._threads import limit_threads
 from pyrnn.models import Seq2Seq, Seq2Vec, Vec2Seq
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
 
 
 def _varlen(n=24, seed=0):

@@ -150,3 +150,115 @@ def test_mlstm_matches_official_chunkwise_and_recurrent_step():
     scale_mine = np.exp(m[0])[..., None, None]
     scale_off = torch.exp(m_s).numpy()
     np.testing.assert_allclose(C[0] * scale_mine, c_s.numpy() * scale_off, rtol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole blocks and stacks: convolution, headwise q/k/v, group norms, learnable skip, feed-forward
+
+
+def _official_stack(tdt, slstm_at=(1,), num_blocks=3, m_conv=4, s_conv=4, act="gelu", seed=2, heads=NH,
+                    blocksize=4, group_norm_weight=True, bias=False, post_norm=True):
+    from xlstm import mLSTMBlockConfig, sLSTMBlockConfig, xLSTMBlockStack, xLSTMBlockStackConfig
+    from xlstm.blocks.mlstm.layer import mLSTMLayerConfig
+    from xlstm.blocks.slstm.layer import sLSTMLayerConfig
+    from xlstm.components.feedforward import FeedForwardConfig
+
+    torch.manual_seed(seed)
+    cfg = xLSTMBlockStackConfig(
+        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=m_conv, qkv_proj_blocksize=blocksize,
+                                                            num_heads=heads)),
+        slstm_block=sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=heads,
+                                                            conv1d_kernel_size=s_conv,
+                                                            group_norm_weight=group_norm_weight),
+                                     feedforward=FeedForwardConfig(proj_factor=1.3, act_fn=act, bias=bias)),
+        context_length=T, num_blocks=num_blocks, embedding_dim=E, slstm_at=list(slstm_at), bias=bias,
+        add_post_blocks_norm=post_norm)
+    stack = xLSTMBlockStack(cfg).to(tdt)
+    with torch.no_grad():  # every weight away from its (often zero or one) initialisation
+        for p in stack.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return stack
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_stack_matches_official_forward_and_gradients(dtype):
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    off = _official_stack(tdt)
+    x = torch.randn(B, T, E, dtype=tdt, requires_grad=True)
+    y_off = off(x)
+    g = torch.randn_like(y_off)
+    (y_off * g).sum().backward()
+
+    mine = from_official(off, dtype=dtype)
+    assert mine.block_types == ["m", "s", "m"] and mine.conv_kernel_size == 4 and mine.qkv_blocksize == 4
+    mine.batch_first = True
+    y = mine(x.detach().numpy())
+    dx = mine.backward(g.numpy())
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, y_off.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, x.grad.numpy(), **tol)
+    # parameter gradients, in the official layouts
+    gr, m0, s1 = mine.grads, off.blocks[0].xlstm, off.blocks[1]
+    F = s1.ffn.config._proj_up_dim
+    pairs = {
+        "blocks.0.norm.weight": off.blocks[0].xlstm_norm.weight,
+        "blocks.0.up_g.weight": m0.proj_up.weight.grad[m0.config._inner_embedding_dim:],
+        "blocks.0.conv.weight": m0.conv1d.conv.weight.grad[:, 0],
+        "blocks.0.conv.bias": m0.conv1d.conv.bias,
+        "blocks.0.q_proj.weight": m0.q_proj.weight, "blocks.0.k_proj.weight": m0.k_proj.weight,
+        "blocks.0.v_proj.weight": m0.v_proj.weight,
+        "blocks.0.igate.weight": m0.mlstm_cell.igate.weight, "blocks.0.fgate.bias": m0.mlstm_cell.fgate.bias,
+        "blocks.0.skip.weight": m0.learnable_skip,
+        "blocks.0.group_norm.weight": m0.mlstm_cell.outnorm.weight,
+        "blocks.0.down.weight": m0.proj_down.weight,
+        "blocks.1.conv.weight": s1.xlstm.conv1d.conv.weight.grad[:, 0],
+        "blocks.1.group_norm.weight": s1.xlstm.group_norm.weight,
+        "blocks.1.up_g.weight": s1.ffn.proj_up.weight.grad[:F],
+        "blocks.1.up_a.weight": s1.ffn.proj_up.weight.grad[F:],
+        "blocks.1.ffn_norm.weight": s1.ffn_norm.weight,
+        "post_norm.weight": off.post_blocks_norm.weight,
+    }
+    # the sLSTM's input weights: i from the official fgate module on the convolved half
+    w_ih = gr["blocks.1.xlstm.weight_ih_l0"].reshape(4, NH, DH, 2 * DH)
+    checks = [(name, gr[name], ref.grad if isinstance(ref, torch.nn.Parameter) else ref)
+              for name, ref in pairs.items()]
+    checks += [("i from fgate", w_ih[0, :, :, :DH], s1.xlstm.fgate.weight.grad),
+               ("o from ogate", w_ih[3, :, :, DH:], s1.xlstm.ogate.weight.grad)]
+    for name, mine_grad, ref in checks:
+        ref = ref.numpy()
+        # float32: sums over B*T terms, compared relative to the gradient's scale
+        grad_tol = tol if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5 * np.abs(ref).max())
+        np.testing.assert_allclose(mine_grad, ref, **grad_tol, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["s", "m"])
+def test_single_official_blocks_load_without_post_norm(kind):
+    # an sLSTM block without a convolution and with a swish feed-forward; an mLSTM block with a
+    # 2-tap convolution (the official mLSTM layer cannot be built without one)
+    off = _official_stack(torch.float64, slstm_at=(0,) if kind == "s" else (), num_blocks=1, m_conv=2, s_conv=0,
+                          act="swish").blocks[0]
+    mine = from_official(off, dtype=np.float64)
+    assert not mine.post_norm and mine.conv_kernel_size == (2 if kind == "m" else 0)
+    assert mine.ffn_activation == "silu"
+    mine.batch_first = True
+    x = torch.randn(B, T, E, dtype=torch.float64)
+    np.testing.assert_allclose(mine(x.numpy()), off(x).detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_official_stack_variants_load():
+    # two heads, blocks of 8, biases everywhere, an sLSTM group norm without weight, no final norm
+    off = _official_stack(torch.float64, slstm_at=(0, 3), num_blocks=4, m_conv=3, s_conv=3, heads=2, blocksize=8,
+                          group_norm_weight=False, bias=True, post_norm=False)
+    mine = from_official(off, dtype=np.float64)
+    assert mine.block_types == ["s", "m", "m", "s"] and mine.num_heads == 2 and not mine.post_norm
+    mine.batch_first = True
+    x = torch.randn(B, T, E, dtype=torch.float64)
+    np.testing.assert_allclose(mine(x.numpy()), off(x).detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_official_stack_with_mixed_settings_is_refused():
+    off = _official_stack(torch.float64, m_conv=4, s_conv=2)
+    with pytest.raises(ValueError, match="convolution size"):
+        from_official(off)
+    with pytest.raises(TypeError, match="xLSTMBlockStack"):
+        from_official(torch.nn.Linear(2, 2))

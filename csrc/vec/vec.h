@@ -13,7 +13,7 @@
 //   fma(a, b, c) = a*b + c         fnma(a, b, c) = c - a*b  (fused where the ISA has FMA)
 //   max(a, b), min(a, b)           return b when either is NaN (x86 semantics on every ISA),
 //                                  so max(lo, x) and min(hi, x) let a NaN x through
-//   abs(a), copysign(mag, sgn)
+//   sqrt(a), abs(a), copysign(mag, sgn)   (sqrt correctly rounded, as IEEE)
 //   less(a, b) -> Mask             select(m, a, b) = m ? a : b, lane-wise
 //   pow2n(n)                       2^n for integral n in the normal exponent range
 //                                  ([-126, 127] float, [-1022, 1023] double); no UB for NaN

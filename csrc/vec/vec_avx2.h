@@ -60,6 +60,7 @@ inline VecF fma(VecF a, VecF b, VecF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)
 inline VecF fnma(VecF a, VecF b, VecF c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
 inline VecF max(VecF a, VecF b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
+inline VecF sqrt(VecF a) { return {_mm256_sqrt_ps(a.v)}; }
 inline VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
 inline VecF copysign(VecF mag, VecF sgn) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -82,6 +83,7 @@ inline VecD fma(VecD a, VecD b, VecD c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)
 inline VecD fnma(VecD a, VecD b, VecD c) { return {_mm256_fnmadd_pd(a.v, b.v, c.v)}; }
 inline VecD max(VecD a, VecD b) { return {_mm256_max_pd(a.v, b.v)}; }
 inline VecD min(VecD a, VecD b) { return {_mm256_min_pd(a.v, b.v)}; }
+inline VecD sqrt(VecD a) { return {_mm256_sqrt_pd(a.v)}; }
 inline VecD abs(VecD a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
 inline VecD copysign(VecD mag, VecD sgn) {
   const __m256d sign = _mm256_set1_pd(-0.0);

@@ -57,6 +57,7 @@ inline VecF fma(VecF a, VecF b, VecF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)
 inline VecF fnma(VecF a, VecF b, VecF c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; }
 inline VecF max(VecF a, VecF b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline VecF min(VecF a, VecF b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline VecF sqrt(VecF a) { return {_mm512_sqrt_ps(a.v)}; }
 inline VecF abs(VecF a) { return {_mm512_andnot_ps(_mm512_set1_ps(-0.0f), a.v)}; }
 inline VecF copysign(VecF mag, VecF sgn) {
   const __m512 sign = _mm512_set1_ps(-0.0f);
@@ -79,6 +80,7 @@ inline VecD fma(VecD a, VecD b, VecD c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)
 inline VecD fnma(VecD a, VecD b, VecD c) { return {_mm512_fnmadd_pd(a.v, b.v, c.v)}; }
 inline VecD max(VecD a, VecD b) { return {_mm512_max_pd(a.v, b.v)}; }
 inline VecD min(VecD a, VecD b) { return {_mm512_min_pd(a.v, b.v)}; }
+inline VecD sqrt(VecD a) { return {_mm512_sqrt_pd(a.v)}; }
 inline VecD abs(VecD a) { return {_mm512_andnot_pd(_mm512_set1_pd(-0.0), a.v)}; }
 inline VecD copysign(VecD mag, VecD sgn) {
   const __m512d sign = _mm512_set1_pd(-0.0);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 namespace pyrnn::PYRNN_ISA {
@@ -68,6 +69,11 @@ template <typename T> inline Vec<T> select(typename Vec<T>::Mask m, Vec<T> a, Ve
   return {m ? a.v : b.v};
 }
 
+template <typename T> inline Vec<T> sqrt(Vec<T> a) {
+  Vec<T> r;
+  for (int i = 0; i < Vec<T>::width; ++i) r.v[i] = std::sqrt(a.v[i]);
+  return r;
+}
 template <typename T> inline Vec<T> abs(Vec<T> a) {
   using Bits = typename Vec<T>::Bits;
   const Bits sign = (Bits{} + 1) << (sizeof(T) * 8 - 1);

@@ -179,7 +179,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None and args.threads < 1:
         raise SystemExit("--threads must be >= 1")
     threads = get_num_threads() if args.threads is None else args.threads
-    with limit_threads(threads, blas=1):     # restored afterwards when called from Python
+    with limit_threads(threads):             # restored afterwards when called from Python
         _say(f"pyrnn demo '{args.task}' (seed {args.seed}, {get_num_threads()} threads, output in {args.out}/)")
         t0 = time.perf_counter()
         result = TASKS[args.task](args)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import inspect
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import _checks
+from .._recurrent import PerformanceWarning
 from ..layers import GRU, LSTM, RNN
 from ..xlstm import MLSTM, SLSTM, xLSTMBlockStack
 from ..nn.module import Module
@@ -191,6 +193,15 @@ def step_recurrent(layer: Any, x_t: np.ndarray, state: tuple | None):
     if is_xlstm(layer):
         y, st = layer(x_t[:, None], tuple(state))
         return y[:, 0], tuple(st)
+    if layer.training:
+        # the model's own step has said once that eval mode is the fast path; the layer stays quiet
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PerformanceWarning)
+            return _step_core_layer(layer, x_t, state)
+    return _step_core_layer(layer, x_t, state)
+
+
+def _step_core_layer(layer: Any, x_t: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
     if has_cell_state(layer):
         y, st = layer.step(x_t, tuple(state))
         return y, tuple(st)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _dense
 from ..nn.module import Module
 
 KINDS = ("dot", "general", "bahdanau")
@@ -53,26 +53,24 @@ class Attention(Module):
         p = self._params
         extra: dict[str, Any] = {}
         if self.kind == "dot":
-            scores = q @ k.transpose(0, 2, 1)
+            scores = _dense.matmul(q, k, trans_b=True)
         elif self.kind == "general":
-            qw = q @ p["weight"]
-            scores = qw @ k.transpose(0, 2, 1)
+            qw = _dense.matmul(q, p["weight"])
+            scores = _dense.matmul(qw, k, trans_b=True)
             extra["qw"] = qw
         else:
-            u = q @ p["query_weight"].T                      # (B, Tq, A)
-            w = k @ p["key_weight"].T                        # (B, Tk, A)
-            e = np.tanh(u[:, :, None, :] + w[:, None, :, :])  # (B, Tq, Tk, A)
-            scores = e @ p["v"]
+            A = self.attention_size
+            u = _dense.matmul(q, p["query_weight"], trans_b=True)          # (B, Tq, A)
+            w = _dense.matmul(k, p["key_weight"], trans_b=True)            # (B, Tk, A)
+            e = _dense.activation("tanh", u[:, :, None, :] + w[:, None, :, :])  # (B, Tq, Tk, A)
+            scores = _dense.matmul(e.reshape(-1, A), p["v"].reshape(A, 1)).reshape(e.shape[:3])
             extra["e"] = e
         if mask is not None:
             mask = np.asarray(mask, bool)
             _checks.expect_shape(mask, "mask", (k.shape[0], k.shape[1]), "(B, Tk)")
-            scores = np.where(mask[:, None, :], scores, -np.inf)
-        scores = scores - scores.max(axis=-1, keepdims=True)
-        a = np.exp(scores)
-        a /= a.sum(axis=-1, keepdims=True)
-        a = a.astype(self.dtype, copy=False)
-        context = a @ k
+            scores = np.where(mask[:, None, :], scores, -np.inf).astype(self.dtype, copy=False)
+        a = _dense.softmax(scores)
+        context = _dense.matmul(a, k)
         self._cache = (q, k, a, extra) if self.training else None
         return context, a
 
@@ -82,27 +80,27 @@ class Attention(Module):
         dc = _checks.float_array(dcontext, "dcontext", self.dtype)
         _checks.expect_shape(dc, "dcontext", (q.shape[0], q.shape[1], k.shape[2]), "(B, Tq, Hk) like context")
         p, g = self._params, self._grads
-        da = dc @ k.transpose(0, 2, 1)                         # (B, Tq, Tk)
-        dk = a.transpose(0, 2, 1) @ dc                         # (B, Tk, Hk)
-        ds = a * (da - (da * a).sum(axis=-1, keepdims=True))   # softmax backward; 0 where masked
+        da = _dense.matmul(dc, k, trans_b=True)                 # (B, Tq, Tk)
+        dk = _dense.matmul(a, dc, trans_a=True)                 # (B, Tk, Hk)
+        ds = _dense.softmax_backward(a, da)                     # 0 where masked
         if self.kind == "dot":
-            dq = ds @ k
-            dk += ds.transpose(0, 2, 1) @ q
+            dq = _dense.matmul(ds, k)
+            dk += _dense.matmul(ds, q, trans_a=True)
         elif self.kind == "general":
-            dqw = ds @ k
-            dk += ds.transpose(0, 2, 1) @ extra["qw"]
-            g["weight"] += q.reshape(-1, self.query_size).T @ dqw.reshape(-1, self.key_size)
-            dq = dqw @ p["weight"].T
+            dqw = _dense.matmul(ds, k)
+            dk += _dense.matmul(ds, extra["qw"], trans_a=True)
+            _dense.matmul_into(g["weight"], q.reshape(-1, self.query_size), dqw.reshape(-1, self.key_size),
+                               trans_a=True)
+            dq = _dense.matmul(dqw, p["weight"], trans_b=True)
         else:
-            e = extra["e"]
-            g["v"] += np.einsum("bqk,bqka->a", ds, e)
-            dpre = ds[..., None] * p["v"] * (1 - e * e)        # (B, Tq, Tk, A)
+            e, A = extra["e"], self.attention_size
+            _dense.matmul_into(g["v"].reshape(1, A), ds.reshape(1, -1), e.reshape(-1, A))
+            dpre = _dense.activation_backward("tanh", e, e, ds[..., None] * p["v"])   # (B, Tq, Tk, A)
             du, dw = dpre.sum(axis=2), dpre.sum(axis=1)
-            A = self.attention_size
-            g["query_weight"] += du.reshape(-1, A).T @ q.reshape(-1, self.query_size)
-            g["key_weight"] += dw.reshape(-1, A).T @ k.reshape(-1, self.key_size)
-            dq = du @ p["query_weight"]
-            dk += dw @ p["key_weight"]
+            _dense.matmul_into(g["query_weight"], du.reshape(-1, A), q.reshape(-1, self.query_size), trans_a=True)
+            _dense.matmul_into(g["key_weight"], dw.reshape(-1, A), k.reshape(-1, self.key_size), trans_a=True)
+            dq = _dense.matmul(du, p["query_weight"])
+            dk += _dense.matmul(dw, p["key_weight"])
         return dq, dk
 
     def _drop_caches(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
+from .._recurrent import PerformanceWarning
 from ..nn import Dropout, Embedding, Linear
 from ..nn.layers import torch_free
 from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, is_stack, make_recurrent,
@@ -141,7 +142,8 @@ class _Recurrent(Model):
         if self.training and not self._warned_step_mode:
             object.__setattr__(self, "_warned_step_mode", True)
             warnings.warn(f"{type(self).__name__}.step in training mode: call .eval() first for streaming "
-                          "(eval mode reuses packed weights and is several times faster)", stacklevel=3)
+                          "(eval mode reuses packed weights and is several times faster)", PerformanceWarning,
+                          stacklevel=3)
         x_t = np.asarray(x_t)
         if self.tokens:
             if x_t.dtype.kind not in "iu" or x_t.ndim != 1:

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _dense
 from .module import Module
 
 
@@ -41,9 +41,7 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected shape (..., in_features) with in_features = {self.in_features}, "
                              f"got {_checks.shape_str(x.shape)}")
-        y = x @ self.weight.T
-        if self.bias is not None:
-            y += self.bias
+        y = _dense.linear(x, self.weight, self.bias)
         self._cache = x if self.training else None
         return y
 
@@ -52,11 +50,8 @@ class Linear(Module):
         self._cache = None
         dout = _as_input(dout, self.dtype, "dout")
         _checks.expect_shape(dout, "dout", x.shape[:-1] + (self.out_features,), "(..., out_features) like y")
-        d2 = dout.reshape(-1, self.out_features)
-        self._grads["weight"] += d2.T @ x.reshape(-1, self.in_features)
-        if self.bias is not None:
-            self._grads["bias"] += d2.sum(axis=0)
-        return dout @ self.weight
+        return _dense.linear_backward(x, dout, self.weight, self._grads["weight"],
+                                      self._grads["bias"] if self.bias is not None else None)
 
     def _drop_caches(self) -> None:
         self._cache = None
@@ -109,12 +104,7 @@ class Embedding(Module):
         self._cache = None
         dout = _as_input(dout, self.dtype, "dout")
         _checks.expect_shape(dout, "dout", ids.shape + (self.embedding_dim,), "ids.shape + (embedding_dim,)")
-        flat_ids = ids.reshape(-1)
-        d2 = dout.reshape(-1, self.embedding_dim)
-        if self.padding_idx is not None:
-            keep = flat_ids != self.padding_idx
-            flat_ids, d2 = flat_ids[keep], d2[keep]
-        np.add.at(self._grads["weight"], flat_ids, d2)
+        _dense.embedding_backward(ids, dout, self.padding_idx, self._grads["weight"])
         return None
 
     def _drop_caches(self) -> None:
@@ -207,43 +197,40 @@ class Identity(_Elementwise):
         return d
 
 
-class Tanh(_Elementwise):
+class _Native(_Elementwise):
+    """An activation computed by the building blocks' kernels (``kind``: their name for it)."""
+
+    kind = "identity"
+    slope = 0.0
+
     def _f(self, x):
-        return np.tanh(x)
+        return _dense.activation(self.kind, x, self.slope)
 
     def _df(self, x, y, d):
-        return d * (1 - y * y)
+        return _dense.activation_backward(self.kind, x, y, d, self.slope)
 
 
-class Sigmoid(_Elementwise):
-    def _f(self, x):
-        return 0.5 * (1 + np.tanh(0.5 * x))   # overflow-free logistic
-
-    def _df(self, x, y, d):
-        return d * y * (1 - y)
+class Tanh(_Native):
+    kind = "tanh"
 
 
-class ReLU(_Elementwise):
-    def _f(self, x):
-        return np.maximum(x, 0)
-
-    def _df(self, x, y, d):
-        return d * (x > 0)
+class Sigmoid(_Native):
+    kind = "sigmoid"
 
 
-class LeakyReLU(_Elementwise):
+class ReLU(_Native):
+    kind = "relu"
+
+
+class LeakyReLU(_Native):
+    kind = "leaky_relu"
+
     def __init__(self, negative_slope: float = 0.01, dtype: Any = np.float32) -> None:
         super().__init__(dtype)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = self.slope = float(negative_slope)
 
     def get_config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope, "dtype": self.dtype.name}
-
-    def _f(self, x):
-        return np.where(x > 0, x, x * self.dtype.type(self.negative_slope))
-
-    def _df(self, x, y, d):
-        return d * np.where(x > 0, 1, self.dtype.type(self.negative_slope)).astype(self.dtype)
 
 
 ACTIVATIONS = {"identity": Identity, "tanh": Tanh, "sigmoid": Sigmoid, "relu": ReLU, "leaky_relu": LeakyReLU}
