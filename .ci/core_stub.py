@@ -49,6 +49,8 @@ def _docstring(text: str, indent: str) -> str:
 
 def generate(module) -> str:
     out = [HEADER]
+    if isinstance(getattr(module, "__version__", None), str):
+        out.append("\n__version__: str\n")
     for name in sorted(n for n in dir(module) if not n.startswith("__")):
         obj = getattr(module, name)
         if inspect.isclass(obj) and issubclass(obj, BaseException):
@@ -83,6 +85,8 @@ def outline(stub: str) -> dict[str, list[str]]:
                     names[f"{node.name}.{item.name}"] = [a.arg for a in item.args.args]
         elif isinstance(node, ast.FunctionDef) and node.col_offset == 0:
             names[node.name] = [a.arg for a in node.args.args]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.col_offset == 0:
+            names[node.target.id] = []
     return names
 
 

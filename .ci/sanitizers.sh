@@ -33,13 +33,16 @@ stage() {   # stage BUILD_DIR STAGE_DIR: the package's Python files plus the bui
   cp "$1"/_core*.so "$2/pyrnn/"
 }
 
-configure() {  # configure BUILD_DIR CXX FLAGS...
+configure() {  # configure BUILD_DIR CXX FLAGS...: configures and builds, the output in BUILD_DIR.log
   local dir="$1" cxx="$2"
   shift 2
-  cmake -S "$repo" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
-    -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$("$python" -m pybind11 --cmakedir)" \
-    "-DCMAKE_CXX_FLAGS=$*" "-DCMAKE_MODULE_LINKER_FLAGS=$*" >/dev/null
-  ninja -C "$dir" >/dev/null
+  if ! { cmake -S "$repo" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
+           -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$("$python" -m pybind11 --cmakedir)" \
+           "-DCMAKE_CXX_FLAGS=$*" "-DCMAKE_MODULE_LINKER_FLAGS=$*" && ninja -C "$dir"; } >"$dir.log" 2>&1; then
+    echo "the $cxx sanitizer build failed; the end of $dir.log:" >&2
+    tail -40 "$dir.log" >&2
+    exit 1
+  fi
 }
 
 case "$job" in

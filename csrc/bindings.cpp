@@ -11,12 +11,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "array_checks.h"
 #include "native_call.h"
 #include "packed_weights.h"
 #include "pyrnn.h"
+#include "training_cache.h"
 
 namespace py = pybind11;
 using namespace pyrnn;
@@ -29,12 +31,19 @@ void bind_quant(py::module_& m);    // bindings_quant.cpp
 
 namespace {
 
+constexpr std::pair<const char*, Cell> kCellNames[] = {{"rnn_tanh", Cell::RnnTanh}, {"rnn_relu", Cell::RnnRelu},
+                                                       {"lstm", Cell::Lstm}, {"gru", Cell::Gru},
+                                                       {"gru_reset_before", Cell::GruResetBefore}};
+
+const char* name_of(Cell cell) {
+  for (const auto& [name, c] : kCellNames)
+    if (c == cell) return name;
+  return "?";
+}
+
 Cell parse_cell(const std::string& name) {
-  if (name == "rnn_tanh") return Cell::RnnTanh;
-  if (name == "rnn_relu") return Cell::RnnRelu;
-  if (name == "lstm") return Cell::Lstm;
-  if (name == "gru") return Cell::Gru;
-  if (name == "gru_reset_before") return Cell::GruResetBefore;
+  for (const auto& [n, cell] : kCellNames)
+    if (name == n) return cell;
   throw py::value_error("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '" +
                         name + "'");
 }
@@ -71,14 +80,7 @@ std::optional<py::array_t<T>> checked_peepholes(const py::object& w_peep_obj, La
   return optional_checked<T>(w_peep_obj, "w_peep", {3 * d.H});
 }
 
-// What a training-mode forward leaves for its backward. Opaque to Python.
-struct LayerCache {
-  LayerDims dims;
-  std::string cell_name;
-  py::array x;                       // the forward's input (kept alive, not copied)
-  py::object lengths;                // int64 (B,) or None
-  py::array workspace;               // training_workspace_size(dims) elements
-};
+using LayerCache = TrainingCache<LayerDims>;
 
 // Raised when packed weights meet kernels of another instruction set than made them (the
 // active ISA was switched since): Python repacks and retries. A ValueError subclass.
@@ -207,7 +209,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   py::object c_n_out = c_n ? py::object(*c_n) : py::none();
   py::object cache = py::none();
   if (training) {
-    LayerCache lc{d, cell_name, x, lengths ? py::object(*lengths) : py::none(), *workspace};
+    LayerCache lc{d, x, lengths ? py::object(*lengths) : py::none(), *workspace};
     cache = py::cast(std::move(lc));
   }
   return py::make_tuple(y, h_n, c_n_out, cache);
@@ -329,8 +331,9 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
                         const py::object& db_hh_obj, const py::object& dw_hr_obj,
                         const py::object& w_peep_obj, const py::object& dw_peep_obj) {
   const LayerDims& d = cache.dims;
-  if (cell_name != cache.cell_name)
-    throw py::value_error("cache was made by a '" + cache.cell_name + "' forward, not '" + cell_name + "'");
+  if (parse_cell(cell_name) != d.cell)
+    throw py::value_error(std::string("cache was made by a '") + name_of(d.cell) + "' forward, not '" + cell_name +
+                          "'");
   const pyrnn::index G = gate_count(d.cell);
   auto x = checked<T>(cache.x, "cache.x", {d.T, d.B, d.I});
   auto workspace = checked<T>(cache.workspace, "cache.workspace",
@@ -397,9 +400,7 @@ py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, c
                          const py::object& w_hh, const py::object& w_hr, const py::object& dw_ih,
                          const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
                          const py::object& dw_hr, const py::object& w_peep, const py::object& dw_peep) {
-  if (!py::isinstance<LayerCache>(cache_obj))
-    throw py::type_error("cache must be the LayerCache returned by a training-mode layer_forward");
-  const auto& cache = cache_obj.cast<const LayerCache&>();
+  const auto& cache = cast_training_cache<LayerDims>(cache_obj, "LayerCache", "layer_forward");
   if (is_float32(cache.x, "cache.x"))
     return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
                                 w_peep, dw_peep);
@@ -418,9 +419,9 @@ py::list available_isas() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pyrnn's native kernels (private: use the pyrnn package)";
+  m.attr("__version__") = PYRNN_VERSION;  // pyrnn/__init__.py refuses a module of another version
 
-  py::class_<LayerCache>(m, "LayerCache", "What a training-mode forward keeps for its backward (opaque).")
-      .def_property_readonly("nbytes", [](const LayerCache& c) { return c.workspace.nbytes(); });
+  bind_training_cache<LayerDims>(m, "LayerCache", "layer_forward");
 
   py::register_exception<StalePacking>(m, "StalePackedWeights", PyExc_ValueError);
   py::class_<PackedWeights>(m, "PackedWeights",

@@ -12,6 +12,7 @@
 #include "array_checks.h"
 #include "native_call.h"
 #include "pyrnn.h"
+#include "training_cache.h"
 #include "xlstm_api.h"
 
 namespace py = pybind11;
@@ -32,20 +33,8 @@ const py::array& as_array(const py::object& x, const char* what) {
   return reinterpret_cast<const py::array&>(x);
 }
 
-// What a training-mode forward leaves for its backward. Opaque to Python.
-struct SlstmCache {
-  SlstmDims dims;
-  py::array x;
-  py::object lengths;
-  py::array workspace;
-};
-
-struct MlstmCache {
-  MlstmDims dims;
-  py::array x;
-  py::object lengths;
-  py::array workspace;
-};
+using SlstmCache = TrainingCache<SlstmDims>;
+using MlstmCache = TrainingCache<MlstmDims>;
 
 // ---- sLSTM ----
 
@@ -141,9 +130,7 @@ py::tuple slstm_backward(const py::object& cache_o, const py::object& dy, const 
                          const py::object& dc_n, const py::object& dn_n, const py::object& dm_n,
                          const py::object& w_ih, const py::object& w_hh, const py::object& dw_ih,
                          const py::object& dw_hh, const py::object& db) {
-  if (!py::isinstance<SlstmCache>(cache_o))
-    throw py::type_error("cache must be the SlstmCache returned by a training-mode slstm_forward");
-  const auto& cache = cache_o.cast<const SlstmCache&>();
+  const auto& cache = cast_training_cache<SlstmDims>(cache_o, "SlstmCache", "slstm_forward");
   if (is_float32(cache.x, "cache.x")) return slstm_backward_impl<float>(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, db);
   return slstm_backward_impl<double>(cache, dy, dh_n, dc_n, dn_n, dm_n, w_ih, w_hh, dw_ih, dw_hh, db);
 }
@@ -231,9 +218,7 @@ py::tuple mlstm_backward_impl(const MlstmCache& cache, const py::object& dy_o, c
 py::tuple mlstm_backward(const py::object& cache_o, const py::object& dy, const py::object& dc_n,
                          const py::object& dn_n, const py::object& dm_n, const py::object& w_ih,
                          const py::object& dw_ih, const py::object& db) {
-  if (!py::isinstance<MlstmCache>(cache_o))
-    throw py::type_error("cache must be the MlstmCache returned by a training-mode mlstm_forward");
-  const auto& cache = cache_o.cast<const MlstmCache&>();
+  const auto& cache = cast_training_cache<MlstmDims>(cache_o, "MlstmCache", "mlstm_forward");
   if (is_float32(cache.x, "cache.x")) return mlstm_backward_impl<float>(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db);
   return mlstm_backward_impl<double>(cache, dy, dc_n, dn_n, dm_n, w_ih, dw_ih, db);
 }
@@ -241,10 +226,8 @@ py::tuple mlstm_backward(const py::object& cache_o, const py::object& dy, const 
 }  // namespace
 
 void bind_xlstm(py::module_& m) {
-  py::class_<SlstmCache>(m, "SlstmCache", "What a training-mode slstm_forward keeps for its backward (opaque).")
-      .def_property_readonly("nbytes", [](const SlstmCache& c) { return c.workspace.nbytes(); });
-  py::class_<MlstmCache>(m, "MlstmCache", "What a training-mode mlstm_forward keeps for its backward (opaque).")
-      .def_property_readonly("nbytes", [](const MlstmCache& c) { return c.workspace.nbytes(); });
+  bind_training_cache<SlstmDims>(m, "SlstmCache", "slstm_forward");
+  bind_training_cache<MlstmDims>(m, "MlstmCache", "mlstm_forward");
   m.def("slstm_forward", &slstm_forward, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("n0"),
         py::arg("m0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("bias"), py::arg("num_heads"),
         py::arg("forget_exp"), py::arg("headwise"), py::arg("lengths"), py::arg("training"),

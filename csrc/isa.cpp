@@ -8,11 +8,25 @@
 #include <string>
 #include <type_traits>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "pyrnn.h"
 #include "quant_api.h"
 
 namespace pyrnn {
 namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+// AVX-VNNI is CPUID.(EAX=7, ECX=1):EAX bit 4, read directly: the __builtin_cpu_supports of
+// older compilers (Clang 14) has no name for it. The caller checks avx2 first, which includes
+// the operating system's support of the YMM state.
+bool cpu_has_avx_vnni() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) != 0;
+}
+#endif
 
 bool cpu_supports(const char* name) {
   if (std::strcmp(name, "baseline") == 0) return true;
@@ -29,7 +43,7 @@ bool cpu_supports(const char* name) {
            __builtin_cpu_supports("fma");
 #endif
 #if defined(PYRNN_HAVE_AVX_VNNI)
-  if (std::strcmp(name, "avx_vnni") == 0) return cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+  if (std::strcmp(name, "avx_vnni") == 0) return cpu_supports("avx2") && cpu_has_avx_vnni();
 #endif
 #if defined(PYRNN_HAVE_AVX512_VNNI)
   if (std::strcmp(name, "avx512_vnni") == 0) return cpu_supports("avx512") && __builtin_cpu_supports("avx512vnni");

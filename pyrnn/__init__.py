@@ -12,10 +12,18 @@ except ImportError as e:
     else:
         hint = "The compiled module is broken or incomplete: rebuild and reinstall with `pip install .`."
     raise ImportError(f"pyrnn's compiled extension pyrnn._core could not be imported ({e}). {hint}") from e
+from ._version import __version__
+
+# An extension left from another version (a stale build next to updated Python files) would
+# misbehave in obscure ways: refuse it here, before anything calls it.
+if getattr(_core, "__version__", None) != __version__:
+    raise ImportError(
+        f"pyrnn {__version__}'s compiled extension is version {getattr(_core, '__version__', 'unknown')} "
+        f"({_core.__file__}): reinstall pyrnn (pip install --force-reinstall --no-deps pyrnn, or "
+        "pip install . in its source folder)")
 
 from .cells import GRUCell, LSTMCell, RNNCell
 from .config import get_num_threads, set_num_threads, show_config
-from .config import version as _version
 from .layers import GRU, LSTM, RNN
 from ._recurrent import PerformanceWarning
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
@@ -26,7 +34,6 @@ from .models import EncoderDecoder, Seq2Seq, Seq2Vec, Vec2Seq
 from .torch_convert import from_torch, to_torch
 from .training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, make_streams, plot_history
 
-__version__ = _version()
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",

@@ -5,8 +5,10 @@ import typing
 import numpy
 import numpy.typing
 
+__version__: str
+
 class LayerCache:
-    """What a training-mode forward keeps for its backward (opaque)."""
+    """What a training-mode layer_forward keeps for its backward (opaque)."""
     @property
     def nbytes(self) -> int: ...
 

@@ -12,10 +12,10 @@ import math
 import os
 from collections.abc import Iterator
 
-# Iterations libgomp's idle threads spin after a parallel region before they sleep: about
-# 0.4 ms here (its default, 300000, kept a core busy for about 9 ms after every call, time a
-# library called next had to share). Back-to-back calls, a streaming loop's steps included,
-# come well within it and find the threads awake.
+# Iterations libgomp's idle threads spin after a parallel region before they sleep: a fraction
+# of a millisecond (its default, 300000, keeps a core busy for milliseconds after every call,
+# time a library called next has to share). Back-to-back calls, a streaming loop's steps
+# included, come well within it and find the threads awake.
 OPENMP_SPIN_COUNT = "10000"
 
 

@@ -47,12 +47,10 @@ _core.set_num_threads(_threads_at_import)
 
 
 def version() -> str:
-    from importlib import metadata
+    """pyrnn's version (that of its Python files, which the compiled module matches)."""
+    from ._version import __version__
 
-    try:
-        return metadata.version("pyrnn")
-    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown (not installed)"
+    return __version__
 
 
 def config() -> dict[str, Any]:

@@ -14,7 +14,7 @@
 #include "kernels/common.h"
 #include "kernels/gemm.h"
 #include "kernels/parallel.h"
-#include "kernels/xlstm_math.h"  // load_n, store_n
+#include "vec/lanes.h"
 #include "vec/vec.h"
 #include "vec/vec_math.h"
 
@@ -26,16 +26,6 @@ constexpr index kElementGrain = index(1) << 15;
 // Flops per thread below which a batch of products stays on one thread (as the GEMM's rule).
 constexpr double kProductGrainFlops = double(1 << 22);
 
-// Sum of the lanes in lane order (the same order on every call).
-template <typename T>
-T lane_sum(Vec<T> v) {
-  T lanes[Vec<T>::width];
-  v.storeu(lanes);
-  T s = 0;
-  for (int i = 0; i < Vec<T>::width; ++i) s += lanes[i];
-  return s;
-}
-
 template <typename T>
 T lane_max(Vec<T> v) {
   T lanes[Vec<T>::width];
@@ -45,20 +35,20 @@ T lane_max(Vec<T> v) {
   return m;
 }
 
-// f(i, count) for each vector of [begin, end): count == width except a partial last one.
+// f(i, lanes) for each vector of [begin, end): lanes.m == width except a partial last one.
 template <typename T, typename F>
 PYRNN_ALWAYS_INLINE void each_vector(index begin, index end, F&& f) {
   constexpr int W = Vec<T>::width;
   index i = begin;
-  for (; i + W <= end; i += W) f(i, W);
-  if (i < end) f(i, static_cast<int>(end - i));
+  for (; i + W <= end; i += W) f(i, Lanes<T>{W});
+  if (i < end) f(i, Lanes<T>{static_cast<int>(end - i)});
 }
 
 // A lane-wise pass y = f(x...) over n elements, split across threads.
 template <typename T, typename F>
 void map_elements(index n, F&& f) {
   for_chunks(n, kElementGrain, [&](index begin, index end) {
-    each_vector<T>(begin, end, [&](index i, int count) { f(i, count); });
+    each_vector<T>(begin, end, [&](index i, Lanes<T> l) { f(i, l); });
   });
 }
 
@@ -106,11 +96,11 @@ void column_sums(index M, index N, const T* X, T* out) {
       for (index i = 0; i < M; ++i) {
         const T* row = X + i * N;
         int v = 0;
-        each_vector<T>(j0, j1, [&](index j, int count) { acc[v] = acc[v] + load_n(row + j, count); ++v; });
+        each_vector<T>(j0, j1, [&](index j, Lanes<T> l) { acc[v] = acc[v] + l.load(row + j); ++v; });
       }
       int v = 0;
-      each_vector<T>(j0, j1, [&](index j, int count) {
-        store_n(load_n(out + j, count) + acc[v], out + j, count);
+      each_vector<T>(j0, j1, [&](index j, Lanes<T> l) {
+        l.store(l.load(out + j) + acc[v], out + j);
         ++v;
       });
     }
@@ -124,8 +114,8 @@ template <typename T>
 void activation_forward(Activation f, T slope, index n, const T* x, T* y) {
   using V = Vec<T>;
   const V zero = V::zero(), vslope = V::broadcast(slope);
-  map_elements<T>(n, [&](index i, int c) {
-    const V xv = load_n(x + i, c);
+  map_elements<T>(n, [&](index i, Lanes<T> l) {
+    const V xv = l.load(x + i);
     V r = xv;
     switch (f) {
       case Activation::Identity: break;
@@ -134,7 +124,7 @@ void activation_forward(Activation f, T slope, index n, const T* x, T* y) {
       case Activation::Relu: r = max(zero, xv); break;  // lets NaN through
       case Activation::LeakyRelu: r = select(less(xv, zero), xv * vslope, xv); break;
     }
-    store_n(r, y + i, c);
+    l.store(r, y + i);
   });
 }
 
@@ -142,17 +132,17 @@ template <typename T>
 void activation_backward(Activation f, T slope, index n, const T* x, const T* y, const T* dy, T* dx) {
   using V = Vec<T>;
   const V zero = V::zero(), one = V::broadcast(T(1)), vslope = V::broadcast(slope);
-  map_elements<T>(n, [&](index i, int c) {
-    const V d = load_n(dy + i, c);
+  map_elements<T>(n, [&](index i, Lanes<T> l) {
+    const V d = l.load(dy + i);
     V r = d;
     switch (f) {
       case Activation::Identity: break;
-      case Activation::Tanh: { const V yv = load_n(y + i, c); r = d * (one - yv * yv); break; }
-      case Activation::Sigmoid: { const V yv = load_n(y + i, c); r = d * yv * (one - yv); break; }
-      case Activation::Relu: r = select(less(zero, load_n(x + i, c)), d, zero); break;
-      case Activation::LeakyRelu: r = select(less(zero, load_n(x + i, c)), d, d * vslope); break;
+      case Activation::Tanh: { const V yv = l.load(y + i); r = d * (one - yv * yv); break; }
+      case Activation::Sigmoid: { const V yv = l.load(y + i); r = d * yv * (one - yv); break; }
+      case Activation::Relu: r = select(less(zero, l.load(x + i)), d, zero); break;
+      case Activation::LeakyRelu: r = select(less(zero, l.load(x + i)), d, d * vslope); break;
     }
-    store_n(r, dx + i, c);
+    l.store(r, dx + i);
   });
 }
 
@@ -172,7 +162,7 @@ template <typename T>
 T row_max(index N, const T* x) {
   const T lowest = -std::numeric_limits<T>::infinity();
   Vec<T> m = Vec<T>::broadcast(lowest);
-  each_vector<T>(0, N, [&](index j, int c) { m = max(m, load_filled(x + j, c, lowest)); });
+  each_vector<T>(0, N, [&](index j, Lanes<T> l) { m = max(m, load_filled(x + j, l.m, lowest)); });
   return lane_max(m);
 }
 
@@ -183,12 +173,12 @@ T exp_shifted(index N, const T* x, T shift, T* e) {
   using V = Vec<T>;
   const V vs = V::broadcast(shift);
   V acc = V::zero();
-  each_vector<T>(0, N, [&](index j, int c) {
-    const V ev = exp_v(load_filled(x + j, c, -std::numeric_limits<T>::infinity()) - vs);
+  each_vector<T>(0, N, [&](index j, Lanes<T> l) {
+    const V ev = exp_v(load_filled(x + j, l.m, -std::numeric_limits<T>::infinity()) - vs);
     acc = acc + ev;
-    store_n(ev, e + j, c);
+    l.store(ev, e + j);
   });
-  return lane_sum(acc);
+  return hsum(acc);
 }
 
 template <typename T>
@@ -207,10 +197,10 @@ void softmax(bool log, index M, index N, const T* X, T* Y) {
       const T sum = exp_shifted(N, x, mx, y);
       if (log) {
         const V shift = V::broadcast(mx + static_cast<T>(std::log(sum)));
-        each_vector<T>(0, N, [&](index j, int c) { store_n(load_n(x + j, c) - shift, y + j, c); });
+        each_vector<T>(0, N, [&](index j, Lanes<T> l) { l.store(l.load(x + j) - shift, y + j); });
       } else {
         const V vsum = V::broadcast(sum);
-        each_vector<T>(0, N, [&](index j, int c) { store_n(load_n(y + j, c) / vsum, y + j, c); });
+        each_vector<T>(0, N, [&](index j, Lanes<T> l) { l.store(l.load(y + j) / vsum, y + j); });
       }
     }
   }, 1);
@@ -224,10 +214,10 @@ void softmax_backward(index M, index N, const T* Y, const T* DY, T* DX) {
       const T* y = Y + i * N;
       const T* dy = DY + i * N;
       V acc = V::zero();
-      each_vector<T>(0, N, [&](index j, int c) { acc = fma(load_n(dy + j, c), load_n(y + j, c), acc); });
-      const V s = V::broadcast(lane_sum(acc));
-      each_vector<T>(0, N, [&](index j, int c) {
-        store_n(load_n(y + j, c) * (load_n(dy + j, c) - s), DX + i * N + j, c);
+      each_vector<T>(0, N, [&](index j, Lanes<T> l) { acc = fma(l.load(dy + j), l.load(y + j), acc); });
+      const V s = V::broadcast(hsum(acc));
+      each_vector<T>(0, N, [&](index j, Lanes<T> l) {
+        l.store(l.load(y + j) * (l.load(dy + j) - s), DX + i * N + j);
       });
     }
   }, 1);
@@ -248,14 +238,14 @@ void cross_entropy(index M, index N, const T* L, const std::int64_t* targets, co
       double row = lse - double(x[t]);
       if (eps != T(0)) {
         V acc = V::zero();
-        each_vector<T>(0, N, [&](index j, int c) { acc = acc + load_n(x + j, c); });
-        const double mean = double(lane_sum(acc)) / double(N);
+        each_vector<T>(0, N, [&](index j, Lanes<T> l) { acc = acc + l.load(x + j); });
+        const double mean = double(hsum(acc)) / double(N);
         row = (1.0 - double(eps)) * row + double(eps) * (lse - mean);
       }
       loss[i] = row;
       const V inv = V::broadcast(T(1) / sum), floor = V::broadcast(eps / T(N));
       const V s = V::broadcast(scale[i]);
-      each_vector<T>(0, N, [&](index j, int c) { store_n((load_n(d + j, c) * inv - floor) * s, d + j, c); });
+      each_vector<T>(0, N, [&](index j, Lanes<T> l) { l.store((l.load(d + j) * inv - floor) * s, d + j); });
       d[t] -= (T(1) - eps) * scale[i];
     }
   }, 1);
@@ -275,16 +265,16 @@ void adam(index n, T* p, const T* g, T* m, T* v, double lr, double beta1, double
   const V veps = V::broadcast(T(eps));
   const V wd = V::broadcast(T(weight_decay)), shrink = V::broadcast(T(1 - lr * weight_decay));
   const bool l2 = weight_decay != 0 && !decoupled, decay = weight_decay != 0 && decoupled;
-  map_elements<T>(n, [&](index i, int c) {
-    V pv = load_n(p + i, c), gv = load_n(g + i, c);
+  map_elements<T>(n, [&](index i, Lanes<T> l) {
+    V pv = l.load(p + i), gv = l.load(g + i);
     if (decay) pv = pv * shrink;
     if (l2) gv = gv + wd * pv;
-    const V mv = load_n(m + i, c) * b1 + c1 * gv;
-    const V vv = load_n(v + i, c) * b2 + c2 * (gv * gv);
+    const V mv = l.load(m + i) * b1 + c1 * gv;
+    const V vv = l.load(v + i) * b2 + c2 * (gv * gv);
     const V denom = sqrt(vv / correction2) + veps;
-    store_n(mv, m + i, c);
-    store_n(vv, v + i, c);
-    store_n(pv - step_size * mv / denom, p + i, c);
+    l.store(mv, m + i);
+    l.store(vv, v + i);
+    l.store(pv - step_size * mv / denom, p + i);
   });
 }
 
@@ -295,16 +285,16 @@ void sgd(index n, T* p, const T* g, T* buf, double lr, double momentum, double d
   const V vlr = V::broadcast(T(lr)), mom = V::broadcast(T(momentum));
   const V damp = V::broadcast(T(1 - dampening)), wd = V::broadcast(T(weight_decay));
   const bool has_wd = weight_decay != 0, has_mom = buf != nullptr;
-  map_elements<T>(n, [&](index i, int c) {
-    const V pv = load_n(p + i, c);
-    V d = load_n(g + i, c);
+  map_elements<T>(n, [&](index i, Lanes<T> l) {
+    const V pv = l.load(p + i);
+    V d = l.load(g + i);
     if (has_wd) d = d + wd * pv;
     if (has_mom) {
-      const V b = first ? d : load_n(buf + i, c) * mom + damp * d;
-      store_n(b, buf + i, c);
+      const V b = first ? d : l.load(buf + i) * mom + damp * d;
+      l.store(b, buf + i);
       d = nesterov ? d + mom * b : b;
     }
-    store_n(pv - vlr * d, p + i, c);
+    l.store(pv - vlr * d, p + i);
   });
 }
 
@@ -320,7 +310,7 @@ void embedding_backward(index M, index N, const std::int64_t* ids, const T* DY, 
       if (ids[i] == skip) continue;
       T* dst = DW + ids[i] * N;
       const T* src = DY + i * N;
-      each_vector<T>(begin, end, [&](index j, int c) { store_n(load_n(dst + j, c) + load_n(src + j, c), dst + j, c); });
+      each_vector<T>(begin, end, [&](index j, Lanes<T> l) { l.store(l.load(dst + j) + l.load(src + j), dst + j); });
     }
   });
 }
@@ -334,11 +324,11 @@ double sum_squares(index n, const T* x) {
   for_chunks(blocks, std::max<index>(1, kElementGrain / kBlock), [&](index b0, index b1) {
     for (index b = b0; b < b1; ++b) {
       V acc = V::zero();
-      each_vector<T>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](index i, int c) {
-        const V v = load_n(x + i, c);
+      each_vector<T>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](index i, Lanes<T> l) {
+        const V v = l.load(x + i);
         acc = fma(v, v, acc);
       });
-      partial[static_cast<size_t>(b)] = double(lane_sum(acc));
+      partial[static_cast<size_t>(b)] = double(hsum(acc));
     }
   }, 1);
   double s = 0;

@@ -101,16 +101,13 @@ void micro_tile(index kc, const T* a, index lda, const T* b, index rs_b, index p
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   // Unrolled so that loop control is a smaller share of the instructions: when the core's
-  // other hardware thread is busy (on this VM, another tenant) the two share the dispatch
-  // width, and a short-K product then runs at the instruction rate rather than the FMA rate.
-  // Measured against no unrolling, alternating: LSTM inference at (200, 16, 64) 5-15% and GRU
-  // at (100, 1, 128) 5% faster in such spells, B-D unchanged.
+  // other hardware thread is busy the two share the dispatch width, and a short-K product
+  // then runs at the instruction rate rather than the FMA rate.
 #pragma GCC unroll 4
   for (index k = 0; k < kc; ++k) {
     // One row against several panels (a batch-1 product) reads each panel as a sequential
-    // stream, which the hardware prefetcher follows: prefetching them 4 rows ahead by hand
-    // (one instruction per panel and row) made batch-1 steps 4-13% slower (LSTM and GRU at
-    // (100, 1, 128) on 1 and 2 threads, streaming LSTM H=128), measured alternating.
+    // stream, which the hardware prefetcher follows: prefetching by hand would only add an
+    // instruction per panel and row.
     if constexpr (!(R == 1 && P > 1)) {
       __builtin_prefetch(b_next + k * rs_b);
       if constexpr (kTwoLinesPerRow) __builtin_prefetch(b_next + k * rs_b + W);
@@ -348,10 +345,7 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
 // Whether a product of m x n outputs packs its A into strips (else the tiles read A in place:
 // the same products, bit for bit). Packing copies A once per column block, which pays only
 // when many panels reuse the strips and A in place is slow to read: rows over 1 KB (a tile's
-// rows then compete for the same L1 sets) or a transposed A. Measured on Zen 3 against
-// always packing, 1 and 2 threads: the training products of shapes A and E (x W_ih^T, dx, dW)
-// 10-25% faster in place; the per-step products of LSTM inference at C and D (until then
-// always in place) 3-6% faster packed.
+// rows then compete for the same L1 sets) or a transposed A.
 template <typename T>
 bool packs_a(bool trans_a, index m, index n, index lda) {
   return m >= Blocking<T>::MR && n > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
@@ -422,9 +416,7 @@ void gemm_serial(bool trans_a, bool trans_b, index M, index N, index K, const T*
 
 // Below this many flops per thread (about 50 microseconds of work), forking costs more than
 // it saves: the other threads may have gone to sleep after the last parallel region, and
-// waking them takes tens of microseconds. Measured: RNN training at (T, B, H) = (100, 1, 128)
-// on 2 threads, whose four 3.3 MFLOP products were each split at 1 MFLOP per thread, was
-// slower than on 1 thread (0.57 against 0.45 ms); with this threshold 0.49 -> 0.435 ms.
+// waking them takes tens of microseconds.
 constexpr double kMinFlopsPerThread = 1 << 22;
 
 // Threads for a product: 1 inside a parallel region or for small products.

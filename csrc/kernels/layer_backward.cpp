@@ -290,12 +290,6 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* d
   }
 }
 
-template <typename T>
-void add_column_sums(T* out, const T* m, index rows, index cols, index ld) {
-  for (index r = 0; r < rows; ++r)
-    for (index k = 0; k < cols; ++k) out[k] += m[r * ld + k];
-}
-
 }  // namespace
 
 template <typename T>
@@ -303,10 +297,6 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   FlushDenormals ftz;
   const index B = d.B, H = d.H, P = d.P, TT = d.T, I = d.I;
   const bool lstm = d.cell == Cell::Lstm;
-  auto copy_or_zero = [](const T* src, T* dst, index n) {
-    if (src) std::copy(src, src + n, dst);
-    else std::fill(dst, dst + n, T(0));
-  };
   if (TT == 0 || B == 0) {
     copy_or_zero(a.dh_n, a.dh0, B * P);
     if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);

@@ -298,10 +298,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
       if (project_in_team && s % chunk_steps == 0) {
         // Split by units, a thread reads only the columns it computes here. Split by rows, it
         // reads every column of its rows, so the threads wait for each other before the chunk
-        // is overwritten and after it is written. A thread's rows alone, step by step, would be
-        // products of a few rows, a short strip of tiles for every few (measured at 2 threads,
-        // alternating: inference at (200, 16, 64) 2-5% and LSTM and GRU at (100, 32, 256) 6-8%
-        // faster so, RNN there level).
+        // is overwritten and after it is written: a thread's rows alone, step by step, would be
+        // products of a few rows, a short strip of tiles for every few.
         const index n = std::min(chunk_steps, TT - s);
         chunk_first = d.reverse ? t - n + 1 : t;
         const bool shared = plan.split == Split::Rows;

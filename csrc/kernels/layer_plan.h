@@ -107,8 +107,7 @@ struct Share {
 // Threads worth using for a time loop split by units, doing `flops_per_step` on `rows` batch
 // rows over `parts` blocks. A barrier per step costs a few hundred nanoseconds, so each
 // thread needs about a microsecond of work: 80k flops, or half that at batch 1, where a step
-// is bound by streaming its weights from cache rather than by the FMAs. Measured at (T, B, H)
-// = (100, 1, 128): LSTM 0.81 -> 0.55 ms and GRU 0.54 -> 0.43 ms on 2 threads instead of 1.
+// is bound by streaming its weights from cache rather than by the FMAs.
 inline int loop_threads(double flops_per_step, index rows, index parts) {
   constexpr double kMinWorkPerThread = 80000.0;
   const double work = flops_per_step * (rows == 1 ? 2.0 : 1.0);
@@ -119,9 +118,7 @@ inline int loop_threads(double flops_per_step, index rows, index parts) {
 // needs no barrier, but every thread then reads all the recurrent weights each step: worth it
 // up to about 1 MB of weights (from each core's L2, or the shared L3), where a step is short
 // enough that the barrier and the narrower products of a units split cost more, as long as
-// each thread gets a few rows and the call is worth a fork. Measured at 2 threads,
-// (T, B, H) = (200, 16, 64): LSTM 5.3 -> 3.1 ms, RNN 1.31 -> 0.95 ms; (100, 32, 256): LSTM,
-// GRU, RNN 3-7% faster; at H = 512 the units split stays faster. Otherwise split by units
+// each thread gets a few rows and the call is worth a fork. Otherwise split by units
 // (loop_threads).
 template <typename T>
 index recurrent_weight_bytes(const LayerDims& d) {
@@ -149,9 +146,8 @@ inline LoopPlan plan_loop(double flops_per_step, index steps, index recurrent_we
 // Steps of the input projection computed at once in inference, `step_elements` per step: the
 // whole sequence while it takes at most input_chunk_bytes() (16 MB), else chunks of that size,
 // and at least one step. Smaller chunks would stay in a closer cache, but each chunk's product
-// then has fewer rows: measured at (T, B, H) = (50, 64, 512), 4 MB and 1 MB chunks made
-// LSTM and GRU inference 1-3% and 3-6% slower than projecting all steps first; 16 MB was the
-// same, and bounds what inference keeps at D = (20, 128, 1024) to 16 MB instead of 42.
+// then has fewer rows, which costs more than the cache gains; the bound keeps what a long
+// sequence's inference holds at once from growing with T.
 template <typename T>
 index input_chunk_steps(index steps, index step_elements) {
   const index step_bytes = std::max<index>(1, step_elements * index(sizeof(T)));
@@ -205,6 +201,22 @@ void parallel_tasks(index n, Task task) {
 // Row b is inside its sequence at time t.
 inline bool step_valid(const std::int64_t* lengths, index b, index t) {
   return lengths == nullptr || t < lengths[b];
+}
+
+// dst (n) = src, or zeros without src: a backward's incoming state gradient (optional) as the
+// running gradient it updates in place.
+template <typename T>
+void copy_or_zero(const T* src, T* dst, index n) {
+  if (src) std::copy(src, src + n, dst);
+  else std::fill(dst, dst + n, T(0));
+}
+
+// out (cols) += the column sums of m (rows, cols; row stride ld): a bias gradient from the
+// pre-activation gradients of all rows, summed in row order.
+template <typename T>
+void add_column_sums(T* out, const T* m, index rows, index cols, index ld) {
+  for (index r = 0; r < rows; ++r)
+    for (index k = 0; k < cols; ++k) out[k] += m[r * ld + k];
 }
 
 // x (T*B rows of I) as the weight-gradient products must see it: without lengths x itself,

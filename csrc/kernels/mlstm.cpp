@@ -25,6 +25,7 @@
 #include "kernels/math.h"
 #include "kernels/xlstm.h"
 #include "kernels/xlstm_math.h"
+#include "vec/lanes.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
@@ -41,11 +42,7 @@ T dot(index n, const T* a, const T* b) {
     const int w = static_cast<int>(n - j);
     acc = fma(V::load_partial(a + j, w), V::load_partial(b + j, w), acc);
   }
-  alignas(64) T lanes[V::width];
-  acc.storeu(lanes);
-  T s = T(0);
-  for (int i = 0; i < V::width; ++i) s += lanes[i];
-  return s;
+  return hsum(acc);
 }
 
 // The memory update and read-out of one step in one pass over C (key-major rows, C[j][:] is
@@ -56,35 +53,25 @@ void update_readout(index DH, T ip, T fp, const T* k, const T* v, const T* q, co
                     T* num) {
   using V = Vec<T>;
   const V vf = V::broadcast(fp);
-  for (index c = 0; c < DH; c += V::width) {
-    const int w = static_cast<int>(std::min<index>(V::width, DH - c));
-    const V vv = load_n(v + c, w);
+  for_lanes<T>(DH, [&](index c, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    const V vv = l.load(v + c);
     V acc0 = V::zero(), acc1 = V::zero();  // two chains: the FMA latency, not the chain, bounds
     index j = 0;
     for (; j + 1 < DH; j += 2) {
-      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * load_n(C_in + j * DH + c, w));
-      const V r1 = fma(V::broadcast(ip * k[j + 1]), vv, vf * load_n(C_in + (j + 1) * DH + c, w));
-      store_n(r0, C_out + j * DH + c, w);
-      store_n(r1, C_out + (j + 1) * DH + c, w);
+      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * l.load(C_in + j * DH + c));
+      const V r1 = fma(V::broadcast(ip * k[j + 1]), vv, vf * l.load(C_in + (j + 1) * DH + c));
+      l.store(r0, C_out + j * DH + c);
+      l.store(r1, C_out + (j + 1) * DH + c);
       acc0 = fma(V::broadcast(q[j]), r0, acc0);
       acc1 = fma(V::broadcast(q[j + 1]), r1, acc1);
     }
     if (j < DH) {
-      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * load_n(C_in + j * DH + c, w));
-      store_n(r0, C_out + j * DH + c, w);
+      const V r0 = fma(V::broadcast(ip * k[j]), vv, vf * l.load(C_in + j * DH + c));
+      l.store(r0, C_out + j * DH + c);
       acc0 = fma(V::broadcast(q[j]), r0, acc0);
     }
-    store_n(acc0 + acc1, num + c, w);
-  }
-}
-
-template <typename T>
-T hsum(Vec<T> v) {
-  alignas(64) T lanes[Vec<T>::width];
-  v.storeu(lanes);
-  T s = T(0);
-  for (int i = 0; i < Vec<T>::width; ++i) s += lanes[i];
-  return s;
+    l.store(acc0 + acc1, num + c);
+  });
 }
 
 // n_out = fp * n_in + ip * k (n_out may alias n_in); returns n_out . q.
@@ -92,12 +79,11 @@ template <typename T>
 T update_dot(index n, T ip, const T* k, T fp, const T* n_in, T* n_out, const T* q) {
   using V = Vec<T>;
   V acc = V::zero();
-  for (index j = 0; j < n; j += V::width) {
-    const int w = static_cast<int>(std::min<index>(V::width, n - j));
-    const V r = fma(V::broadcast(ip), load_n(k + j, w), V::broadcast(fp) * load_n(n_in + j, w));
-    store_n(r, n_out + j, w);
-    acc = fma(r, load_n(q + j, w), acc);
-  }
+  for_lanes<T>(n, [&](index j, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    const V r = fma(V::broadcast(ip), l.load(k + j), V::broadcast(fp) * l.load(n_in + j));
+    l.store(r, n_out + j);
+    acc = fma(r, l.load(q + j), acc);
+  });
   return hsum(acc);
 }
 
@@ -110,16 +96,15 @@ void row_backward(index DH, T qj, T kj, T fp, const T* dnum, const T* v, const T
   using V = Vec<T>;
   V a1 = V::zero(), a2 = V::zero();
   const V vq = V::broadcast(qj), vk = V::broadcast(kj), vf = V::broadcast(fp);
-  for (index c = 0; c < DH; c += V::width) {
-    const int w = static_cast<int>(std::min<index>(V::width, DH - c));
-    const V dn = load_n(dnum + c, w);
-    a1 = fma(load_n(C_new + c, w), dn, a1);
-    const V dc = fma(vq, dn, load_n(dC + c, w));
-    dfp_acc = fma(dc, load_n(C_prev + c, w), dfp_acc);
-    a2 = fma(dc, load_n(v + c, w), a2);
-    store_n(fma(vk, dc, load_n(dv + c, w)), dv + c, w);
-    store_n(vf * dc, dC + c, w);
-  }
+  for_lanes<T>(DH, [&](index c, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    const V dn = l.load(dnum + c);
+    a1 = fma(l.load(C_new + c), dn, a1);
+    const V dc = fma(vq, dn, l.load(dC + c));
+    dfp_acc = fma(dc, l.load(C_prev + c), dfp_acc);
+    a2 = fma(dc, l.load(v + c), a2);
+    l.store(fma(vk, dc, l.load(dv + c)), dv + c);
+    l.store(vf * dc, dC + c);
+  });
   c_dot_dnum = hsum(a1);
   dc_dot_v = hsum(a2);
 }
@@ -182,11 +167,143 @@ void output(const Layout& L, index hd, const T* xrow, bool output_gate, const T*
   }
 }
 
-// Per-(sequence, head) slices of the state arrays.
+// ---- BPTT of one (sequence, head), a chunk of steps at a time ----
+
+// One chunk's states, recomputed from its checkpoint (per thread, reused for every chunk).
 template <typename T>
-struct PairState {
-  T *C, *n, *m;
+struct ChunkStates {
+  index DH;
+  std::vector<T> C;                 // (kChunk + 1, DH, DH) memory entering step r at r, the checkpoint at 0
+  std::vector<T> n;                 // (kChunk + 1, DH) normaliser, likewise
+  std::vector<T> num;               // (kChunk, DH) read-out C_t q of step r
+  std::vector<StepScalars<T>> st;   // (kChunk) scalars of step r
+  explicit ChunkStates(index DH_)
+      : DH(DH_), C(static_cast<size_t>((kChunk + 1) * DH_ * DH_)), n(static_cast<size_t>((kChunk + 1) * DH_)),
+        num(static_cast<size_t>(kChunk * DH_)), st(static_cast<size_t>(kChunk)) {}
+  T* C_at(index r) { return C.data() + r * DH * DH; }
+  T* n_at(index r) { return n.data() + r * DH; }
 };
+
+// Reruns the forward of `steps` steps from checkpoint ck (DD + DH + 1: C, n, m), whose rows of
+// xg are xg_row(r) (R) for r < steps. kbuf (DH): scratch for the scaled key.
+template <typename T, typename XgRow>
+void recompute_chunk(const Layout& L, index hd, const T* ck, index steps, XgRow xg_row, T inv_sqrt, T eps,
+                     ChunkStates<T>& cs, T* kbuf) {
+  const index DH = L.DH, DD = DH * DH;
+  std::copy(ck, ck + DD, cs.C_at(0));
+  std::copy(ck + DD, ck + DD + DH, cs.n_at(0));
+  T m = ck[DD + DH];
+  for (index r = 0; r < steps; ++r) {
+    step(L, hd, xg_row(r), inv_sqrt, eps, cs.C_at(r), cs.n_at(r), m, cs.C_at(r + 1), cs.n_at(r + 1), kbuf,
+         cs.num.data() + r * DH, cs.st[r]);
+    m = cs.st[r].m;
+  }
+}
+
+// The running gradients of one pair's state, updated in place from step t's to step t-1's.
+template <typename T>
+struct StateGrads {
+  T* dC;  // (DH, DH)
+  T* dn;  // (DH)
+  T* dm;  // (1)
+};
+
+// Per-thread vectors of a step's backward, each (DH).
+template <typename T>
+struct StepScratch {
+  std::vector<T> storage;
+  T *k, *dht, *dnum, *dnt, *og;  // scaled key, dL/dh~, dL/dnum, dL/dn_t, sigmoid(o~)
+  explicit StepScratch(index DH) : storage(static_cast<size_t>(5 * DH)) {
+    k = storage.data();
+    dht = k + DH;
+    dnum = dht + DH;
+    dnt = dnum + DH;
+    og = dnt + DH;
+  }
+};
+
+// Through h = num / den (* sigmoid(o~)): dy (DH, or null) gives sc.dnum and, with the output
+// gate, the gate's pre-activation gradient g_o (DH). Returns dL/dden.
+template <typename T>
+T output_backward(index DH, const T* dy, const T* num, T den, const T* o_pre, StepScratch<T>& sc, T* g_o) {
+  const T inv_den = T(1) / den;
+  if (o_pre) vsigmoid(DH, o_pre, sc.og);
+  for (index i = 0; i < DH; ++i) {
+    const T dyi = dy ? dy[i] : T(0);
+    if (o_pre) {
+      const T o = sc.og[i];
+      g_o[i] = dyi * num[i] * inv_den * o * (T(1) - o);
+      sc.dht[i] = dyi * o;
+    } else {
+      sc.dht[i] = dyi;
+    }
+    sc.dnum[i] = sc.dht[i] * inv_den;
+  }
+  return -dot(DH, sc.dht, num) * inv_den * inv_den;
+}
+
+// Through den = max(|s|, exp(-m)) + eps: the larger term takes dden. Returns dL/ds; exp(-m)'s
+// share goes to dm_t (while -m is below the cap, past which exp(-m) is a constant).
+template <typename T>
+T denominator_backward(const StepScalars<T>& st, T dden, T& dm_t) {
+  T ds = T(0);
+  const T e = exp_neg_m(st.m);
+  if (std::abs(st.s) >= e) ds = st.s > 0 ? dden : (st.s < 0 ? -dden : T(0));
+  else if (-st.m <= T(kExpNegMCap)) dm_t -= dden * e;
+  return ds;
+}
+
+// Through C_t = fp C_{t-1} + ip k v^T, n_t = fp n_{t-1} + ip k and the read-outs num = C_t^T q,
+// s = n_t . q, one pass over C per key row. q, k (scaled), v (DH); C_prev, C_new (DH, DH);
+// n_prev, n_new (DH). Writes the query, key and value gradients g_q, g_k, g_v (DH), turns
+// dC, dn into the gradients of C_{t-1}, n_{t-1}, and returns dL/dip, dL/dfp in dip, dfp.
+template <typename T>
+void memory_backward(index DH, const StepScalars<T>& st, T ds, const T* q, const T* v, const T* C_prev,
+                     const T* C_new, const T* n_prev, const T* n_new, T inv_sqrt, StepScratch<T>& sc,
+                     const StateGrads<T>& sg, T* g_q, T* g_k, T* g_v, T& dip, T& dfp) {
+  dip = T(0);
+  Vec<T> dfp_acc = Vec<T>::zero();
+  std::fill(g_v, g_v + DH, T(0));
+  for (index j = 0; j < DH; ++j) {
+    sc.dnt[j] = sg.dn[j] + ds * q[j];
+    T c_dot_dnum, dc_dot_v;
+    row_backward(DH, q[j], sc.k[j], st.fp, sc.dnum, v, C_new + j * DH, C_prev + j * DH, sg.dC + j * DH, dfp_acc,
+                 g_v, c_dot_dnum, dc_dot_v);
+    g_q[j] = ds * n_new[j] + c_dot_dnum;
+    g_k[j] = st.ip * (dc_dot_v + sc.dnt[j]) * inv_sqrt;
+    dip += sc.k[j] * dc_dot_v;
+    sg.dn[j] = st.fp * sc.dnt[j];
+  }
+  for (index i = 0; i < DH; ++i) g_v[i] *= st.ip;
+  dfp = hsum(dfp_acc) + dot(DH, sc.dnt, n_prev);
+  dip += dot(DH, sc.dnt, sc.k);
+}
+
+// Through ip = exp(i~ - m), fp = exp(a - m), m = max(a, i~), a = m' + log sigmoid(f~): the
+// input and forget gates' pre-activation gradients g_i, g_f, and dm for the previous step
+// (0 after an empty memory, whose stabiliser was ignored).
+template <typename T>
+void gate_backward(const StepScalars<T>& st, T ig, T dip, T dfp, T dm_t, T& g_i, T& g_f, T& dm) {
+  dm_t -= dip * st.ip + dfp * st.fp;
+  T dig = dip * st.ip, da = dfp * st.fp;
+  if (ig >= st.a) dig += dm_t;
+  else da += dm_t;
+  g_i = dig;
+  g_f = da * st.sfn;
+  dm = st.reset ? T(0) : da;
+}
+
+// dx (T*B, I), dW_ih (R, I) and the bias gradient (R) from the pre-activation gradients dxg
+// (T*B, R): one product or sum over all rows each.
+template <typename T>
+void input_and_weight_grads(const MlstmDims& d, const MlstmBackwardArgs<T>& a, const T* dxg) {
+  const index TB = d.T * d.B, R = d.rows(), I = d.I;
+  gemm<T>(false, false, TB, I, R, dxg, R, a.w_ih, I, T(0), a.dx, I);
+  std::vector<T> x_valid;
+  const T* x = valid_input_rows(a.x, TB, d.B, I, a.lengths, x_valid);
+  gemm<T>(true, false, R, I, TB, dxg, R, x, I, T(1), a.dw_ih, I);
+  if (a.db) add_column_sums(a.db, dxg, TB, R, R);
+}
 
 }  // namespace
 
@@ -263,20 +380,16 @@ void mlstm_forward(const MlstmDims& d, const MlstmForwardArgs<T>& a) {
 template <typename T>
 void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
   FlushDenormals ftz;
-  const index TT = d.T, B = d.B, H = d.H, NH = d.NH, DH = H / NH, TB = TT * B, R = d.rows(), I = d.I;
+  const index TT = d.T, B = d.B, H = d.H, NH = d.NH, DH = H / NH, TB = TT * B, R = d.rows();
   const index DD = DH * DH, ck_size = DD + DH + 1, pairs = B * NH;
-  auto copy_or_zero = [](const T* src, T* dst, index n) {
-    if (src) std::copy(src, src + n, dst);
-    else std::fill(dst, dst + n, T(0));
-  };
   copy_or_zero(a.dc_n, a.dc0, pairs * DD);  // the outputs double as the running gradients
   copy_or_zero(a.dn_n, a.dn0, pairs * DH);
   copy_or_zero(a.dm_n, a.dm0, pairs);
-  std::fill(a.dx, a.dx + TB * I, T(0));
+  std::fill(a.dx, a.dx + TB * d.I, T(0));
   if (TT == 0 || B == 0) return;
   const T* xg = a.workspace;
   const T* ckpt = a.workspace + TB * R;
-  std::vector<T> dxg(static_cast<size_t>(TB * R), T(0));
+  std::vector<T> dxg(static_cast<size_t>(TB * R), T(0));  // (T*B, R) pre-activation gradients
   const Layout L{H, NH, DH, R};
   const T inv_sqrt = T(1) / std::sqrt(T(DH)), eps = static_cast<T>(d.eps);
   const int nt = static_cast<int>(std::min<index>(num_threads(), pairs));
@@ -286,96 +399,40 @@ void mlstm_backward(const MlstmDims& d, const MlstmBackwardArgs<T>& a) {
 #pragma omp parallel num_threads(nt)
   {
     FlushDenormals ftz_thread;
-    // One chunk's states: C, n after each step (index 0: the checkpoint), read-outs, scalars.
-    std::vector<T> Cs(static_cast<size_t>((kChunk + 1) * DD)), ns(static_cast<size_t>((kChunk + 1) * DH));
-    std::vector<T> nums(static_cast<size_t>(kChunk * DH)), vecs(static_cast<size_t>(5 * DH));
-    std::vector<StepScalars<T>> sts(static_cast<size_t>(kChunk));
-    T *kbuf = vecs.data(), *dht = kbuf + DH, *dnum = dht + DH, *dnt = dnum + DH, *og = dnt + DH;
+    ChunkStates<T> cs(DH);
+    StepScratch<T> sc(DH);
 #pragma omp for schedule(static) nowait
     for (index p = 0; p < pairs; ++p) {
       const index b = p / NH, hd = p % NH;
-      T *dC = a.dc0 + p * DD, *dn = a.dn0 + p * DH, *dm = a.dm0 + p;
+      const StateGrads<T> sg{a.dc0 + p * DD, a.dn0 + p * DH, a.dm0 + p};
       const index Tb = a.lengths ? a.lengths[b] : TT;
       for (index c = (Tb + kChunk - 1) / kChunk - 1; c >= 0 && !stop.requested(); stop.poll(c--)) {
         const index t0 = c * kChunk, t1 = std::min(t0 + kChunk, Tb);
-        const T* ck = ckpt + (c * pairs + p) * ck_size;
-        std::copy(ck, ck + DD, Cs.data());
-        std::copy(ck + DD, ck + DD + DH, ns.data());
-        T m = ck[DD + DH];
-        for (index t = t0; t < t1; ++t) {
-          const index r = t - t0;
-          step(L, hd, xg + (t * B + b) * R, inv_sqrt, eps, Cs.data() + r * DD, ns.data() + r * DH, m,
-               Cs.data() + (r + 1) * DD, ns.data() + (r + 1) * DH, kbuf, nums.data() + r * DH, sts[r]);
-          m = sts[r].m;
-        }
+        recompute_chunk(L, hd, ckpt + (c * pairs + p) * ck_size, t1 - t0,
+                        [&](index r) { return xg + ((t0 + r) * B + b) * R; }, inv_sqrt, eps, cs, sc.k);
         for (index t = t1 - 1; t >= t0; --t) {
-          const index r = t - t0;
-          const StepScalars<T>& st = sts[r];
-          const T* xrow = xg + (t * B + b) * R;
-          const T *q = xrow + L.q(hd), *v = xrow + L.v(hd);
-          for (index j = 0; j < DH; ++j) kbuf[j] = xrow[L.k(hd) + j] * inv_sqrt;
-          const T* num = nums.data() + r * DH;
-          const T *C_prev = Cs.data() + r * DD, *C_new = Cs.data() + (r + 1) * DD;
-          const T *n_prev = ns.data() + r * DH, *n_new = ns.data() + (r + 1) * DH;
-          T* g = dxg.data() + (t * B + b) * R;
-          const T* dy = a.dy ? a.dy + (t * B + b) * H + hd * DH : nullptr;
-          const T inv_den = T(1) / st.den;
-          if (d.output_gate) vsigmoid(DH, xrow + L.o(hd), og);
-          for (index i = 0; i < DH; ++i) {
-            const T dyi = dy ? dy[i] : T(0);
-            if (d.output_gate) {
-              const T o = og[i];
-              g[L.o(hd) + i] = dyi * num[i] * inv_den * o * (T(1) - o);
-              dht[i] = dyi * o;
-            } else {
-              dht[i] = dyi;
-            }
-            dnum[i] = dht[i] * inv_den;
-          }
-          const T dden = -dot(DH, dht, num) * inv_den * inv_den;
-          T dmt = *dm, ds = T(0);
-          const T e = exp_neg_m(st.m);
-          if (std::abs(st.s) >= e) ds = st.s > 0 ? dden : (st.s < 0 ? -dden : T(0));
-          else if (-st.m <= T(kExpNegMCap)) dmt -= dden * e;
-          T dip = T(0);
-          Vec<T> dfp_acc = Vec<T>::zero();
-          T* dv = g + L.v(hd);
-          std::fill(dv, dv + DH, T(0));
-          for (index j = 0; j < DH; ++j) {
-            dnt[j] = dn[j] + ds * q[j];
-            T c_dot_dnum, dc_dot_v;
-            row_backward(DH, q[j], kbuf[j], st.fp, dnum, v, C_new + j * DH, C_prev + j * DH, dC + j * DH,
-                         dfp_acc, dv, c_dot_dnum, dc_dot_v);
-            g[L.q(hd) + j] = ds * n_new[j] + c_dot_dnum;
-            g[L.k(hd) + j] = st.ip * (dc_dot_v + dnt[j]) * inv_sqrt;
-            dip += kbuf[j] * dc_dot_v;
-            dn[j] = st.fp * dnt[j];
-          }
-          for (index i = 0; i < DH; ++i) dv[i] *= st.ip;
-          const T dfp = hsum(dfp_acc) + dot(DH, dnt, n_prev);
-          dip += dot(DH, dnt, kbuf);
-          dmt -= dip * st.ip + dfp * st.fp;
-          T dig = dip * st.ip, da = dfp * st.fp;
-          if (xrow[L.i(hd)] >= st.a) dig += dmt;
-          else da += dmt;
-          g[L.i(hd)] = dig;
-          g[L.f(hd)] = da * st.sfn;
-          *dm = st.reset ? T(0) : da;
+          const index r = t - t0, row = t * B + b;
+          const StepScalars<T>& st = cs.st[r];
+          const T* xrow = xg + row * R;
+          for (index j = 0; j < DH; ++j) sc.k[j] = xrow[L.k(hd) + j] * inv_sqrt;
+          T* g = dxg.data() + row * R;
+          const T* num = cs.num.data() + r * DH;
+          const T dden = output_backward(DH, a.dy ? a.dy + row * H + hd * DH : nullptr, num, st.den,
+                                         d.output_gate ? xrow + L.o(hd) : nullptr, sc,
+                                         d.output_gate ? g + L.o(hd) : nullptr);
+          T dm_t = *sg.dm;
+          const T ds = denominator_backward(st, dden, dm_t);
+          T dip, dfp;
+          memory_backward(DH, st, ds, xrow + L.q(hd), xrow + L.v(hd), cs.C_at(r), cs.C_at(r + 1), cs.n_at(r),
+                          cs.n_at(r + 1), inv_sqrt, sc, sg, g + L.q(hd), g + L.k(hd), g + L.v(hd), dip, dfp);
+          gate_backward(st, xrow[L.i(hd)], dip, dfp, dm_t, g[L.i(hd)], g[L.f(hd)], *sg.dm);
         }
       }
     }
     exit.leave(omp_get_num_threads(), stop);
   }
-
   if (stop.requested()) return;
-
-  gemm<T>(false, false, TB, I, R, dxg.data(), R, a.w_ih, I, T(0), a.dx, I);
-  std::vector<T> x_valid;
-  const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
-  gemm<T>(true, false, R, I, TB, dxg.data(), R, x, I, T(1), a.dw_ih, I);
-  if (a.db)
-    for (index r = 0; r < TB; ++r)
-      for (index k = 0; k < R; ++k) a.db[k] += dxg[r * R + k];
+  input_and_weight_grads(d, a, dxg.data());
 }
 
 template void mlstm_forward<float>(const MlstmDims&, const MlstmForwardArgs<float>&);

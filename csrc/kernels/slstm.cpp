@@ -23,6 +23,7 @@
 #include "kernels/layer_plan.h"
 #include "kernels/xlstm.h"
 #include "kernels/xlstm_math.h"
+#include "vec/lanes.h"
 
 namespace pyrnn::PYRNN_ISA {
 namespace {
@@ -79,10 +80,9 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, const T* bias, 
   const index H = d.H;
   const V tiny = V::broadcast(std::numeric_limits<T>::min());
   const V ninf = V::broadcast(neg_inf<T>());
-  for (index j = 0; j < DH; j += V::width) {
-    const int w = static_cast<int>(std::min<index>(V::width, DH - j));
-    auto ld = [w](const T* p) { return load_n(p, w); };
-    auto st = [w](V v, T* p) { store_n(v, p, w); };
+  for_lanes<T>(DH, [&](index j, Lanes<T> l) PYRNN_INLINE_LAMBDA {
+    auto ld = [l](const T* p) { return l.load(p); };
+    auto st = [l](V v, T* p) { l.store(v, p); };
     auto pre = [&](int q) { return bias ? ld(raw_r + q * DH + j) + ld(bias + q * H + j) : ld(raw_r + q * DH + j); };
     const V ri = pre(0), rf = pre(1), rz = pre(2), ro = pre(3);
     const V np = ld(n + j), cp = ld(c + j), mp_in = ld(m + j);
@@ -109,7 +109,7 @@ void forward_units(const SlstmDims& d, index DH, const T* raw_r, const T* bias, 
       st(d.forget_exp ? V::broadcast(T(1)) : sigmoid_v(-rf), sfn_out + j);
       st(ri - av, gap_out + j);
     }
-  }
+  });
 }
 
 // BPTT through one (row, head) step: DH units. gates: the step's activated gates (natural
@@ -123,9 +123,9 @@ void backward_units(index DH, index H, const T* gates, const T* cprev, const T* 
   const V one = V::broadcast(T(1)), zero = V::zero();
   const V tiny = V::broadcast(std::numeric_limits<T>::min());
   for (index j = 0; j < DH; j += V::width) {
-    const int w = static_cast<int>(std::min<index>(V::width, DH - j));
-    auto ld = [w, j](const T* p) { return load_n(p + j, w); };
-    auto st = [w, j](V v, T* p) { store_n(v, p + j, w); };
+    const Lanes<T> l{static_cast<int>(std::min<index>(V::width, DH - j))};
+    auto ld = [l, j](const T* p) { return l.load(p + j); };
+    auto st = [l, j](V v, T* p) { l.store(v, p + j); };
     const V ip = ld(gates), fp = ld(gates + H), z = ld(gates + 2 * H), o = ld(gates + 3 * H);
     const V cp = ld(cprev), np = ld(nprev);
     const V cn = fp * cp + ip * z, nn = fp * np + ip, inv_n = one / nn;
@@ -230,14 +230,10 @@ template <typename T>
 void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
   FlushDenormals ftz;
   const index TT = d.T, B = d.B, H = d.H, NH = d.NH, DH = H / NH, G4 = 4 * H, TB = TT * B, I = d.I;
-  auto copy_or_zero = [B, H](const T* src, T* dst) {
-    if (src) std::copy(src, src + B * H, dst);
-    else std::fill(dst, dst + B * H, T(0));
-  };
-  copy_or_zero(a.dh_n, a.dh0);  // the outputs double as the running state gradients
-  copy_or_zero(a.dc_n, a.dc0);
-  copy_or_zero(a.dn_n, a.dn0);
-  copy_or_zero(a.dm_n, a.dm0);
+  copy_or_zero(a.dh_n, a.dh0, B * H);  // the outputs double as the running state gradients
+  copy_or_zero(a.dc_n, a.dc0, B * H);
+  copy_or_zero(a.dn_n, a.dn0, B * H);
+  copy_or_zero(a.dm_n, a.dm0, B * H);
   std::fill(a.dx, a.dx + TB * I, T(0));
   if (TT == 0 || B == 0) return;
   const SlstmWorkspace<T> ws = carve(d, const_cast<T*>(a.workspace));
@@ -317,9 +313,7 @@ void slstm_backward(const SlstmDims& d, const SlstmBackwardArgs<T>& a) {
     gemm<T>(true, false, DH, DH, TB, draw.data() + g * H + h * DH, G4, ws.hprev + h * DH, H, T(1),
             a.dw_hh + (g * H + h * DH) * DH, DH);
   });
-  if (a.db)
-    for (index r = 0; r < TB; ++r)
-      for (index k = 0; k < G4; ++k) a.db[k] += draw.data()[r * G4 + k];
+  if (a.db) add_column_sums(a.db, draw.data(), TB, G4, G4);
 }
 
 template void slstm_forward<float>(const SlstmDims&, const SlstmForwardArgs<float>&);

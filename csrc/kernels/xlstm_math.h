@@ -41,19 +41,6 @@ inline T sigmoid_s(T x) {
   return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
-// Loads and stores of w <= width lanes: full registers use the plain unaligned access (masked
-// stores are slow on some CPUs, e.g. AMD Zen), only loop tails the partial one.
-template <typename T>
-inline Vec<T> load_n(const T* p, int w) {
-  return w == Vec<T>::width ? Vec<T>::loadu(p) : Vec<T>::load_partial(p, w);
-}
-
-template <typename T>
-inline void store_n(Vec<T> v, T* p, int w) {
-  if (w == Vec<T>::width) v.storeu(p);
-  else v.store_partial(p, w);
-}
-
 // exp(-m) in the mLSTM denominator is exp(min(-m, kExpNegMCap)) (see reference_xlstm.py).
 constexpr double kExpNegMCap = 60.0;
 

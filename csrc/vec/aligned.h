@@ -34,10 +34,9 @@ using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
 // Scratch of the calling thread, kept between calls and grown on demand (never shrunk), one
 // buffer per slot for users that are live at the same time. Memory freshly taken from the
-// system costs a page fault per 4 KB on first touch; measured at (T, B, H) = (200, 16, 64),
-// an LSTM inference call whose 3.3 MB projection buffer came back fresh took 6.3 ms instead
-// of 3.8 (glibc hands a freed block of that size back to the system, or not, depending on
-// what else the process allocates).
+// system costs a page fault per 4 KB on first touch, a large share of a short call (glibc
+// hands a freed block of a few MB back to the system, or not, depending on what else the
+// process allocates).
 enum class Scratch { GemmStrips, GemmPanels, GemmAccumulators, TimeLoop, Count };
 template <typename T>
 T* thread_scratch(Scratch slot, std::ptrdiff_t n) {

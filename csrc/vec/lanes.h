@@ -30,7 +30,7 @@ PYRNN_ALWAYS_INLINE void for_lanes(index n, Body body) {
 // Registers of independent work that long-latency element-wise math (exp, division) handles at
 // once: written one statement at a time across the group, the chains of several registers
 // interleave, which out-of-order execution alone does not achieve when one register's chain
-// is a hundred instructions long (LSTM cell math: 74 -> 57 cycles per register on Zen 3).
+// is a hundred instructions long (the LSTM cell math).
 constexpr int kRegistersInFlight = 2;
 
 // N registers of a run from k0: register u holds elements [at(u), at(u) + lanes[u].m).

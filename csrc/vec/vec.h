@@ -17,6 +17,7 @@
 //   less(a, b) -> Mask             select(m, a, b) = m ? a : b, lane-wise
 //   pow2n(n)                       2^n for integral n in the normal exponent range
 //                                  ([-126, 127] float, [-1022, 1023] double); no UB for NaN
+//   hsum(a)                        the sum of the lanes, added in lane order
 //
 // kVectorRegisters is the register file size the GEMM micro-tile is sized for.
 //
@@ -32,3 +33,16 @@
 #else
 #include "vec/vec_generic.h"
 #endif
+
+namespace pyrnn::PYRNN_ISA {
+
+template <typename T>
+inline T hsum(Vec<T> a) {
+  alignas(64) T lanes[Vec<T>::width];
+  a.storeu(lanes);
+  T s = T(0);
+  for (int i = 0; i < Vec<T>::width; ++i) s += lanes[i];
+  return s;
+}
+
+}  // namespace pyrnn::PYRNN_ISA
