@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAPPED = -signal.SIGABRT   # the trap aborts; faulthandler prints the Python stack
 
 
@@ -131,9 +130,11 @@ static void report(const char* name) {
 
 def _run(lib: Path, *code: str) -> subprocess.CompletedProcess:
     """Runs the pieces of ``code`` (each indented alike) in a child with the trap preloaded."""
-    env = dict(os.environ, LD_PRELOAD=str(lib), PYTHONFAULTHANDLER="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The child imports the pyrnn this test run imports (installed, or the tree on PYTHONPATH),
+    # from a folder outside the source tree, whose uncompiled package would shadow it.
+    env = dict(os.environ, LD_PRELOAD=str(lib), PYTHONFAULTHANDLER="1")
     return subprocess.run([sys.executable, "-c", "\n".join(map(textwrap.dedent, code))], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=600, cwd=lib.parent)
 
 
 ARM = """
