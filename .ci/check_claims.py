@@ -45,7 +45,7 @@ def main() -> int:
         t = time.perf_counter()
         r = run_demo("reverse", out)
         check("pyrnn demo (reverse) held-out exact match", r["accuracy"], r["accuracy"] >= 0.99,
-              "100.0%", time.perf_counter() - t)
+              "99.9%", time.perf_counter() - t)
         t = time.perf_counter()
         r = run_demo("adding", out)
         check("pyrnn demo --task adding held-out MSE", r["mse"], r["mse"] < 0.01,
@@ -53,7 +53,7 @@ def main() -> int:
         t = time.perf_counter()
         r = run_demo("sine", out)
         check("pyrnn demo --task sine held-out MSE", r["mse"], r["mse"] < 0.1 * r["naive_mse"],
-              f"0.0009, against {r['naive_mse']:.3f} for repeating the last value", time.perf_counter() - t)
+              f"0.0019, against {r['naive_mse']:.3f} for repeating the last value", time.perf_counter() - t)
     for seed in (0, 1):
         t = time.perf_counter()
         acc = parity("slstm", seed)

@@ -132,7 +132,9 @@ def _run(lib: Path, *code: str) -> subprocess.CompletedProcess:
     """Runs the pieces of ``code`` (each indented alike) in a child with the trap preloaded."""
     # The child imports the pyrnn this test run imports (installed, or the tree on PYTHONPATH),
     # from a folder outside the source tree, whose uncompiled package would shadow it.
-    env = dict(os.environ, LD_PRELOAD=str(lib), PYTHONFAULTHANDLER="1")
+    # The trap goes after anything preloaded already (a sanitizer runtime must stay first).
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD", ""), str(lib)]))
+    env = dict(os.environ, LD_PRELOAD=preload, PYTHONFAULTHANDLER="1")
     return subprocess.run([sys.executable, "-c", "\n".join(map(textwrap.dedent, code))], capture_output=True, text=True,
                           env=env, timeout=600, cwd=lib.parent)
 
