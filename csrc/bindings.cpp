@@ -153,8 +153,10 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
                        const py::object& c0_obj, const py::object& w_ih_obj, const py::object& w_hh_obj,
                        const py::object& b_ih_obj, const py::object& b_hh_obj,
                        const py::object& w_hr_obj, const py::object& lengths_obj, bool reverse,
-                       bool training, const py::object& packed, const py::object& w_peep_obj) {
+                       bool training, const py::object& packed, const py::object& w_peep_obj,
+                       bool outputs) {
   const Cell cell = parse_cell(cell_name);
+  if (training && !outputs) throw py::value_error("outputs=False is for inference: training needs y");
   if (x_obj.ndim() != 3) throw py::value_error("x: expected shape (T, B, I), got " + shape_of(x_obj));
   LayerDims d = layer_dims(cell, x_obj.shape(0), x_obj.shape(1), x_obj.shape(2), w_hh_obj, b_ih_obj,
                            b_hh_obj, w_hr_obj);
@@ -179,7 +181,8 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   auto lengths = checked_lengths(lengths_obj, d.T, d.B);
 
   const auto& kt = active_kernels();
-  py::array_t<T> y({d.T, d.B, d.P});
+  std::optional<py::array_t<T>> y;
+  if (outputs) y = py::array_t<T>({d.T, d.B, d.P});
   py::array_t<T> h_n({d.B, d.P});
   std::optional<py::array_t<T>> c_n;
   if (cell == Cell::Lstm) c_n = py::array_t<T>({d.B, d.H});
@@ -196,7 +199,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   a.b_hh = in_ptr(b_hh);
   a.w_hr = in_ptr(w_hr);
   a.lengths = lengths ? lengths->data() : nullptr;
-  a.y = y.mutable_data();
+  a.y = out_ptr(y);
   a.h_n = h_n.mutable_data();
   a.c_n = out_ptr(c_n);
   a.workspace = out_ptr(workspace);
@@ -212,17 +215,19 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
     LayerCache lc{d, x, lengths ? py::object(*lengths) : py::none(), *workspace};
     cache = py::cast(std::move(lc));
   }
-  return py::make_tuple(y, h_n, c_n_out, cache);
+  return py::make_tuple(y ? py::object(*y) : py::none(), h_n, c_n_out, cache);
 }
 
 py::tuple layer_forward(const std::string& cell, const py::array& x, const py::object& h0,
                         const py::object& c0, const py::object& w_ih, const py::object& w_hh,
                         const py::object& b_ih, const py::object& b_hh, const py::object& w_hr,
                         const py::object& lengths, bool reverse, bool training, const py::object& packed,
-                        const py::object& w_peep) {
+                        const py::object& w_peep, bool outputs) {
   if (is_float32(x, "x"))
-    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed, w_peep);
-  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed, w_peep);
+    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed,
+                               w_peep, outputs);
+  return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed,
+                              w_peep, outputs);
 }
 
 // A streaming step touches only x, the state and the packed weights: nothing else to check.
@@ -435,9 +440,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
         py::arg("lengths"), py::arg("reverse"), py::arg("training"), py::arg("packed"),
-        py::arg("w_peep") = py::none(),
+        py::arg("w_peep") = py::none(), py::arg("outputs") = true,
         "One layer, one direction, whole sequence; packed: pack_layer of the same weights or None. "
-        "Returns (y, h_n, c_n or None, cache or None).");
+        "Returns (y, h_n, c_n or None, cache or None); y is None with outputs=False (inference "
+        "that needs only the final state).");
   m.def("layer_step", &layer_step, py::arg("x"), py::arg("h"), py::arg("c"), py::arg("packed"),
         "One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), "
         "c (B, H) or None (states may also be (1, B, P) and (1, B, H)). Returns (h_new, c_new or "

@@ -67,7 +67,8 @@ struct LayerForwardArgs {
   const T* b_hh;             // (G*H)             null when !has_bias
   const T* w_hr;             // (P, H)            null when !has_proj
   const std::int64_t* lengths;  // (B), each in 1..T; null means all T
-  T* y;                      // (T, B, P)         zero at steps past a sequence's length
+  T* y;                      // (T, B, P)         zero at steps past a sequence's length;
+                             //                   null in inference: only h_n and c_n wanted
   T* h_n;                    // (B, P)
   T* c_n;                    // (B, H)            LSTM only, else null
   T* workspace;              // training_workspace_size(dims) elements, or null (inference)

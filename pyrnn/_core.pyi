@@ -72,9 +72,10 @@ def layer_backward(cell: str, cache: object, dy: object, dh_n: object, dc_n: obj
     """BPTT through the forward that made `cache`; accumulates weight gradients in place. Returns
     (dx, dh0, dc0 or None)."""
 
-def layer_forward(cell: str, x: numpy.ndarray, h0: object, c0: object, w_ih: object, w_hh: object, b_ih: object, b_hh: object, w_hr: object, lengths: object, reverse: bool, training: bool, packed: object, w_peep: object = ...) -> tuple:
+def layer_forward(cell: str, x: numpy.ndarray, h0: object, c0: object, w_ih: object, w_hh: object, b_ih: object, b_hh: object, w_hr: object, lengths: object, reverse: bool, training: bool, packed: object, w_peep: object = ..., outputs: bool = ...) -> tuple:
     """One layer, one direction, whole sequence; packed: pack_layer of the same weights or None.
-    Returns (y, h_n, c_n or None, cache or None)."""
+    Returns (y, h_n, c_n or None, cache or None); y is None with outputs=False (inference
+    that needs only the final state)."""
 
 def layer_step(x: numpy.ndarray, h: object, c: object, packed: object) -> tuple:
     """One inference step of one layer and direction on pack_layer's weights: x (B, I), h (B, P), c

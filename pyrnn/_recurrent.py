@@ -150,9 +150,10 @@ class RecurrentLayer(Module):
         raise NotImplementedError
 
     def _run_layer(self, layer: int, x: np.ndarray, states: list[np.ndarray], finals: list[np.ndarray],
-                   lengths: Any, training: bool, caches: list[Any]) -> np.ndarray:
+                   lengths: Any, training: bool, caches: list[Any], outputs: bool = True) -> np.ndarray | None:
         """Layer ``layer``'s forward over the whole sequence: writes its final states into
-        ``finals``, appends its caches, returns its output (T, B, width)."""
+        ``finals``, appends its caches, returns its output (T, B, width). With ``outputs=False``
+        (inference) a layer may skip its output and return None."""
         raise NotImplementedError
 
     def _backprop_layer(self, layer: int, caches: list[Any], dy: np.ndarray | None,
@@ -167,8 +168,9 @@ class RecurrentLayer(Module):
 
     # -- forward -----------------------------------------------------------------------------------
 
-    def _forward(self, x: Any, states: list[Any], lengths: Any):
-        """``(y, final states)`` in the user's layout; keeps the tape in training mode."""
+    def _forward(self, x: Any, states: list[Any], lengths: Any, outputs: bool = True):
+        """``(y, final states)`` in the user's layout; keeps the tape in training mode. With
+        ``outputs=False`` (eval mode) y is None: the last layer may skip writing it."""
         xt, batched = _checks.sequence(x, self.input_size, self.batch_first, self.dtype, kept=self.training)
         T, B, _ = xt.shape
         initial = self._initial_states(states, B, batched, self.state_names)
@@ -180,17 +182,28 @@ class RecurrentLayer(Module):
             y = np.zeros((T, B, self.num_directions * self.output_size), self.dtype)
             finals, caches, masks = [s.copy() for s in initial], [], []
         else:
-            y, finals, caches, masks = self._run_layers(xt, initial, lengths, training)
+            y, finals, caches, masks = self._run_layers(xt, initial, lengths, training, outputs)
         self._tape = Tape(T, B, batched, caches, masks) if training else None
-        return self._to_user_layout(y, batched), [self._state_out(f, batched) for f in finals]
+        finals = [self._state_out(f, batched) for f in finals]
+        return (self._to_user_layout(y, batched) if outputs else None), finals
 
-    def _run_layers(self, x, states, lengths, training):
+    def _final_states(self, x: Any, states: list[Any], lengths: Any) -> list[np.ndarray]:
+        """The final states of an eval-mode forward, without its per-step outputs (a
+        sequence-to-vector model reading only the last state allocates and writes no (T, B, ...)
+        output of the last layer)."""
+        if self.training:
+            raise RuntimeError("_final_states is for eval mode")
+        return self._forward(x, states, lengths, outputs=False)[1]
+
+    def _run_layers(self, x, states, lengths, training, outputs=True):
         finals = [np.empty_like(s) for s in states]
         caches: list[Any] = []
         masks: list[np.ndarray | None] = []
         layer_input = x
         for layer in range(self.num_layers):
-            layer_input = self._run_layer(layer, layer_input, states, finals, lengths, training, caches)
+            last = layer == self.num_layers - 1
+            layer_input = self._run_layer(layer, layer_input, states, finals, lengths, training, caches,
+                                          outputs or not last)
             mask = None
             if training and self.dropout > 0 and layer < self.num_layers - 1:
                 mask = self._dropout_mask(layer_input.shape)

@@ -172,9 +172,12 @@ class DataParallel:
         except BaseException as e:   # noqa: BLE001 - KeyboardInterrupt must end the job too
             if self.size == 1 or isinstance(e, ModelMismatchError):
                 raise
-            print(f"pyrnn.distributed: rank {self.rank} of {self.size} raised:", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
+            # One write, then a moment for mpiexec to forward it: Abort kills the job at once,
+            # and output still in its pipes would be lost.
+            sys.stderr.write(f"pyrnn.distributed: rank {self.rank} of {self.size} raised:\n"
+                             + traceback.format_exc())
             sys.stderr.flush()
+            time.sleep(0.2)
             self.comm.Abort(1)
             raise
 

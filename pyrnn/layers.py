@@ -74,23 +74,26 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
 
     # -- one layer, both directions ------------------------------------------------------------
 
-    def _run_layer(self, layer, x, states, finals, lengths, training, caches):
+    def _run_layer(self, layer, x, states, finals, lengths, training, caches, outputs=True):
         ops = _backend.ops()
         h0, c0 = states[0], (states[1] if len(states) > 1 else None)
-        outputs = []
+        ys = []
         for direction in range(self.num_directions):
             k = layer * self.num_directions + direction
             arrays = self._arrays(self._params, layer, direction)
             # Training packs per call (the weights change every step); eval reuses a packing.
             packed = None if training else self._packed(k, self.cell, lambda: arrays)
             y, h, c, cache = ops.layer_forward(self.cell, x, h0[k], None if c0 is None else c0[k], *arrays[:5],
-                                               lengths, direction == 1, training, packed, w_peep=arrays[5])
-            outputs.append(y)
+                                               lengths, direction == 1, training, packed, w_peep=arrays[5],
+                                               outputs=outputs)
+            ys.append(y)
             finals[0][k] = h
             if c0 is not None:
                 finals[1][k] = c
             caches.append(cache)
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+        if not outputs:
+            return None
+        return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)
 
     def _backprop_layer(self, layer, caches, dy, dfinal, d0):
         ops = _backend.ops()

@@ -147,7 +147,7 @@ class _QuantizedLayer(_Quantized):
     def _quant_suffix(self, k: int) -> str:
         return self._suffix(k // self.num_directions, k % self.num_directions)
 
-    def _run_layer(self, layer, x, states, finals, lengths, training, caches):
+    def _run_layer(self, layer, x, states, finals, lengths, training, caches, outputs=True):
         h0, c0 = states[0], (states[1] if len(states) > 1 else None)
         outputs = []
         for direction in range(self.num_directions):

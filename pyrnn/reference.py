@@ -425,17 +425,20 @@ def _check_packed(packed, cell, arrays):
 
 
 def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, packed,
-                  w_peep=None):
+                  w_peep=None, outputs=True):
     """Run one layer in one direction over the whole sequence.
 
     Returns ``(y, h_n, c_n, cache)``: ``y`` ``(T, B, P)``, ``h_n`` ``(B, P)``,
     ``c_n`` ``(B, H)`` for LSTM else None, and ``cache`` (the opaque record
-    :func:`layer_backward` needs) if ``training`` else None.  The inputs are
+    :func:`layer_backward` needs) if ``training`` else None; ``y`` is None with
+    ``outputs=False`` (inference that needs only the final state).  The inputs are
     never modified. ``packed`` (:func:`pack_layer` of the same weights, or None) is
     checked and otherwise only a speed-up for the native kernels. ``w_peep`` ``(3*H,)``:
     the LSTM's peephole weights (see :func:`lstm_step_forward`) or None.
     """
     _check_packed(packed, cell, (w_ih, w_hh, b_ih, b_hh, w_hr, w_peep))
+    if training and not outputs:
+        raise ValueError("outputs=False is for inference: training needs y")
     G = gates_per_cell(cell)
     x = np.asarray(x)
     T, B, I = x.shape
@@ -490,7 +493,7 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, revers
             "reverse": bool(reverse), "shapes": (T, B, I, H, P, G),
             "bias": b_ih is not None, "dtype": dtype, "peepholes": w_peep is not None,
         }
-    return y, h, c, cache
+    return (y if outputs else None), h, c, cache
 
 
 def layer_step(x, h, c, packed):

@@ -92,7 +92,7 @@ class _XLayer(RecurrentLayer):
         dx, d0 = self._backward(dy, self._state_parts(dstate, "dstate"))
         return dx, tuple(d0)
 
-    def _run_layer(self, layer, x, states, finals, lengths, training, caches):
+    def _run_layer(self, layer, x, states, finals, lengths, training, caches, outputs=True):
         y, *new_states, cache = self._layer_forward(_ops(), layer, x, [s[layer] for s in states], lengths,
                                                     training)
         for f, s in zip(finals, new_states):

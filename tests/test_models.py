@@ -316,3 +316,46 @@ def test_registry_accepts_new_recurrent_layers():
         check_param_grads(m, lambda: m(x))
     finally:
         del RECURRENT["gru_before"]
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("cell,bidirectional,tokens", [("lstm", True, False), ("gru", False, True), ("rnn", True, False)])
+def test_seq2vec_last_pooling_in_eval_reads_the_final_states(cell, bidirectional, tokens, backend):
+    """Eval-mode 'last' pooling comes from the top layer's final states (no per-step outputs);
+    it equals pooling the outputs at each sequence's last step (forward direction) and at step
+    0 (backward direction), bitwise."""
+    from pyrnn.testing import use_backend
+    kwargs = dict(vocab_size=11, embedding_dim=4) if tokens else dict(input_size=3)
+    model = Seq2Vec(output_size=2, hidden_size=9, cell=cell, num_layers=2, bidirectional=bidirectional,
+                    seed=0, **kwargs).eval()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 11, (6, 7)) if tokens else rng.standard_normal((6, 7, 3)).astype(np.float32)
+    lengths = np.array([7, 1, 3, 7, 5, 2])
+    with use_backend(backend):
+        got = model.predict(x, lengths)
+        y, _ = model._encode(*model._prepare(x, lengths)[:2], None)
+    pooled = y[np.arange(6), lengths - 1].copy()
+    if bidirectional:
+        pooled[:, 9:] = y[:, 0, 9:]
+    np.testing.assert_array_equal(got, model.head(pooled))
+
+
+def test_predict_without_batch_size_runs_in_chunks_with_the_same_result(monkeypatch):
+    """predict's default chunking (bounded intermediates) gives the whole-batch result bitwise,
+    for padded arrays and for lists of sequences."""
+    from pyrnn.models import sequence
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 6, 3)).astype(np.float32)
+    lengths = rng.integers(1, 7, 300)
+    seqs = [x[i, :n] for i, n in enumerate(lengths)]
+    for model in (Seq2Vec(input_size=3, output_size=2, hidden_size=8, pooling="mean", seed=0),
+                  Seq2Vec(input_size=3, output_size=2, hidden_size=8, seed=0),
+                  Seq2Seq(input_size=3, output_size=2, hidden_size=8, seed=0)):
+        whole = model.predict(x, lengths, batch_size=300)
+        whole_list = model.predict(seqs, batch_size=300)
+        monkeypatch.setattr(sequence, "_CHUNK_BYTES", 1)       # the smallest chunks: 64 rows per thread
+        assert sequence._chunk_rows(model, 6) == 64 * pyrnn.get_num_threads()
+        np.testing.assert_array_equal(model.predict(x, lengths), whole)
+        for a, b in zip(model.predict(seqs), whole_list):
+            np.testing.assert_array_equal(a, b)
+        monkeypatch.undo()

@@ -158,3 +158,16 @@ def test_larger_sizes_cross_simd_and_thread_boundaries(cell, sizes, restore_nati
         _core.set_num_threads(threads)
         _assert_same(_layer_run(cell, opts, np.float64, sizes), reference, np.float64,
                      f"isa={isa}, threads={threads}")
+
+
+@pytest.mark.parametrize("ops", [pyrnn.reference, _core], ids=["reference", "native"])
+def test_outputs_false_is_for_inference(ops):
+    """layer_forward(outputs=False) returns no y; training needs y and refuses it by name."""
+    x, h0 = np.ones((2, 1, 3), np.float32), np.zeros((1, 4), np.float32)
+    w_ih, w_hh = np.ones((4, 3), np.float32) * 0.1, np.ones((4, 4), np.float32) * 0.1
+    y, h_n, _, _ = ops.layer_forward("rnn_tanh", x, h0, None, w_ih, w_hh, None, None, None, None, False, False,
+                                     None, outputs=False)
+    assert y is None and h_n.shape == (1, 4)
+    with pytest.raises(ValueError, match="outputs=False is for inference"):
+        ops.layer_forward("rnn_tanh", x, h0, None, w_ih, w_hh, None, None, None, None, False, True, None,
+                          outputs=False)

@@ -80,7 +80,12 @@ def _layer_with_steps(cell: str, dtype) -> dict:
     T, B, I, H = SIZES
     x = np.random.default_rng(3).standard_normal((T, B, I)).astype(dtype)
     layer = cls(I, H, num_layers=2, bidirectional=True, dtype=dtype, seed=5, **kwargs).eval()
-    out["eval y"], _ = layer(x)
+    lengths = np.array([T, 2, 4])
+    out["eval y"], state = layer(x, lengths=lengths)
+    # Without per-step outputs (what a 'last'-pooling Seq2Vec runs): the same final states.
+    finals = layer._final_states(x, [None] * len(layer.state_names), lengths)
+    for got, want in zip(finals, state if isinstance(state, tuple) else (state,)):
+        np.testing.assert_array_equal(got, want)
     out["step y"], _ = cls(I, H, dtype=dtype, seed=5, **kwargs).eval().step(x[0])
     return out
 

@@ -25,7 +25,7 @@ struct Step {
   const T* c_in;           // (B, H) LSTM
   T* c_out;                // (B, H) LSTM (may equal c_in)
   T* xg;                   // (B, G*H) input projection of this step; activated gates in training
-  T* y;                    // (B, P) output rows of this step
+  T* y;                    // (B, P) output rows of this step; null: no outputs wanted
   bool xg_blocked = false; // xg's columns gate-blocked as the panels (products on cached w_in)
 };
 
@@ -82,13 +82,13 @@ PYRNN_ALWAYS_INLINE void rnn_row(const ForwardContext<T>& c, const Step<T>& s, i
   const index H = c.d.H;
   const XRow<T> x = x_row(c, s, b, u0, n);
   T* h = s.h_out + b * H + u0;
-  T* y = s.y + b * H + u0;
+  T* y = s.y && s.y != s.h_out ? s.y + b * H + u0 : nullptr;
   const bool relu = c.d.cell == Cell::RnnRelu;
   for_lanes<T>(n, [&](index k, Lanes<T> l) PYRNN_INLINE_LAMBDA {
     const V pre = pre_activation(z, n, x, 0, k, l);
     const V hv = relu ? max(V::zero(), pre) : tanh_v(pre);  // max passes NaN through
     l.store(hv, h + k);
-    if (y != h) l.store(hv, y + k);
+    if (y) l.store(hv, y + k);
     if (c.ws.gates) l.store(hv, x.at(0) + k);
   });
 }
@@ -104,7 +104,7 @@ PYRNN_ALWAYS_INLINE void lstm_row(const ForwardContext<T>& c, const Step<T>& s, 
   T* c_next = s.c_out + b * H + u0;
   T* tanhc = c.ws.tanhc ? c.ws.tanhc + (s.t * c.d.B + b) * H + u0 : nullptr;
   T* h = c.d.has_proj ? c.hraw + b * H + u0 : s.h_out + b * P + u0;
-  T* y = c.d.has_proj || s.y == s.h_out ? nullptr : s.y + b * P + u0;
+  T* y = c.d.has_proj || !s.y || s.y == s.h_out ? nullptr : s.y + b * P + u0;
   const T* peep = Peep ? c.peep + u0 : nullptr;  // p_i, p_f, p_o at + 0, H, 2H
   const V one = V::broadcast(T(1));
   for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
@@ -168,7 +168,7 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
   T* hn_store = c.ws.hn_lin ? c.ws.hn_lin + (s.t * c.d.B + b) * H + u0 : nullptr;
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
-  T* y = s.y + b * H + u0;
+  T* y = s.y && s.y != s.h_out ? s.y + b * H + u0 : nullptr;
   for_lane_groups<T>(n, [&](const auto& group) PYRNN_INLINE_LAMBDA {
     constexpr int N = std::decay_t<decltype(group)>::size;
     V r[N], u[N], hn[N], nv[N];
@@ -185,7 +185,7 @@ PYRNN_ALWAYS_INLINE void gru_row(const ForwardContext<T>& c, const Step<T>& s, i
       const index k = group.at(i);
       const V hv = fma(u[i], l.load(h_prev + k) - nv[i], nv[i]);
       l.store(hv, h + k);
-      if (y != h) l.store(hv, y + k);
+      if (y) l.store(hv, y + k);
       if (hn_store) {
         l.store(hn[i], hn_store + k);
         l.store(r[i], x.at(0) + k);
@@ -224,13 +224,13 @@ PYRNN_ALWAYS_INLINE void gru_rb_state_row(const ForwardContext<T>& c, const Step
   const XRow<T> x = x_row(c, s, b, u0, n);
   const T* h_prev = s.h_in + b * H + u0;
   T* h = s.h_out + b * H + u0;
-  T* y = s.y + b * H + u0;
+  T* y = s.y && s.y != s.h_out ? s.y + b * H + u0 : nullptr;
   for_lanes<T>(n, [&](index k, Lanes<T> l) PYRNN_INLINE_LAMBDA {
     const V u = l.load(z_rz + n + k);
     const V nv = tanh_v(l.load(hn + k) + x.load(l, 2, k));
     const V hv = fma(u, l.load(h_prev + k) - nv, nv);
     l.store(hv, h + k);
-    if (y != h) l.store(hv, y + k);
+    if (y) l.store(hv, y + k);
     if (c.ws.gates) {
       l.store(l.load(z_rz + k), x.at(0) + k);
       l.store(u, x.at(1) + k);

@@ -28,7 +28,7 @@ namespace {
 template <typename T>
 void carry_row(const Step<T>& s, index b, index width, index c0, index c1) {
   std::copy(s.h_in + b * width + c0, s.h_in + b * width + c1, s.h_out + b * width + c0);
-  std::fill(s.y + b * width + c0, s.y + b * width + c1, T(0));
+  if (s.y) std::fill(s.y + b * width + c0, s.y + b * width + c1, T(0));
 }
 
 // ---- the products of a step, on packed panels ----
@@ -159,7 +159,7 @@ void run_step(ForwardContext<T>& c, const Step<T>& s, const Share& sh) {
       if (!step_valid(len, b, s.t)) {
         carry_row(s, b, d.P, p0, p1);
       } else {
-        if (s.y != s.h_out) std::copy(s.h_out + b * d.P + p0, s.h_out + b * d.P + p1, s.y + b * d.P + p0);
+        if (s.y && s.y != s.h_out) std::copy(s.h_out + b * d.P + p0, s.h_out + b * d.P + p1, s.y + b * d.P + p0);
       }
     }
     if (c.ws.hraw)
@@ -314,7 +314,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
                    lstm ? c_slot_in(t) : nullptr,
                    lstm ? c_slot_out(s, t) : nullptr,
                    xg + (t - chunk_first) * B * GH,
-                   a.y + t * B * P,
+                   a.y ? a.y + t * B * P : nullptr,
                    project_in_team};
       run_step(c, step, sh);
       stop.poll(s);

@@ -171,6 +171,17 @@ def run_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any):
     return y, (h,)
 
 
+def final_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any) -> tuple | None:
+    """The final state tuple of an eval-mode :func:`run_recurrent` without its per-step outputs,
+    for the core layers (RNN, LSTM, GRU; None for the others: call run_recurrent)."""
+    if not hasattr(layer, "_final_states") or is_xlstm(layer) or is_stack(layer):
+        return None
+    if has_cell_state(layer):
+        h0, c0 = (None, None) if state is None else tuple(state)
+        return tuple(layer._final_states(x, [h0, c0], lengths))
+    return tuple(layer._final_states(x, [None if state is None else state[0]], lengths))
+
+
 def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None):
     """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state."""
     if is_stack(layer):

@@ -9,10 +9,12 @@ import numpy as np
 
 from .. import _checks
 from .._recurrent import PerformanceWarning
+from ..config import get_num_threads
 from ..nn import Dropout, Embedding, Linear
 from ..nn.layers import torch_free
-from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, is_array, is_stack, make_recurrent,
-                    num_directions, output_size, pad_sequences, run_recurrent, sequence_mask, step_recurrent)
+from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, final_recurrent, is_array, is_stack,
+                    make_recurrent, num_directions, output_size, pad_sequences, run_recurrent, sequence_mask,
+                    step_recurrent)
 from .decoding import sample_next
 
 
@@ -190,6 +192,10 @@ class Seq2Vec(_Recurrent):
 
     def _pool(self, x: Any, lengths: Any, state: Any) -> np.ndarray:
         x, lengths, _ = self._prepare(x, lengths)
+        if self.pooling == "last" and not self.training:
+            pooled = self._last_states(x, lengths, state)
+            if pooled is not None:
+                return pooled
         y, _ = self._encode(x, lengths, state)
         B, T, F = y.shape
         lengths_arr = np.full(B, T, np.int64) if lengths is None else np.array(lengths, np.int64).reshape(B)
@@ -208,6 +214,21 @@ class Seq2Vec(_Recurrent):
             cache["argmax"] = idx
         self._cache = cache if self.training else None
         return np.ascontiguousarray(pooled, dtype=self.dtype)
+
+    def _last_states(self, x: Any, lengths: Any, state: Any) -> np.ndarray | None:
+        """'last' pooling in eval mode from the top layer's final states: a sequence's state
+        carries through its padding, so the forward direction's final state is its output at
+        its last step and the backward direction's is its output at step 0. The recurrent
+        layers then write no per-step output. None for layers without that path."""
+        if self.embedding is not None:
+            x = self.embedding(x)
+        st = final_recurrent(self.rnn, x, state, lengths)
+        if st is None:
+            return None
+        self.final_state, self._cache = st, None
+        D = num_directions(self.rnn)
+        top = st[0][-D:]                                             # (D, B, H_out)
+        return np.ascontiguousarray(np.concatenate(list(top), axis=-1), dtype=self.dtype)
 
     def __call__(self, x: Any, lengths: Any = None, state: Any = None) -> np.ndarray:
         return self.head(self.drop(self._pool(x, lengths, state)))
@@ -263,7 +284,8 @@ class Seq2Vec(_Recurrent):
 
     def predict(self, x: Any, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """Outputs (B, output_size) in eval mode for the same inputs as ``fit``: a padded array (with
-        ``lengths``) or a list of variable-length sequences; in chunks of ``batch_size`` if given."""
+        ``lengths``) or a list of variable-length sequences; in chunks of ``batch_size`` rows
+        (default: chunks of about 8 MB of per-step outputs per layer; the result is the same)."""
         return self._in_eval(lambda: _batched(self, x, lengths, batch_size, False))
 
 
@@ -333,7 +355,8 @@ class Seq2Seq(_Recurrent):
     def predict(self, x: Any, lengths: Any = None, batch_size: int | None = None) -> Any:
         """Outputs in eval mode for the same inputs as ``fit``: a padded array (with ``lengths``)
         gives (B, T, output_size); a list of variable-length sequences gives a list of (T_i,
-        output_size) arrays."""
+        output_size) arrays. In chunks of ``batch_size`` rows (default: about 8 MB of per-step
+        outputs per layer; the result is the same)."""
         return self._in_eval(lambda: _batched(self, x, lengths, batch_size, True))
 
     # -- stateful training ------------------------------------------------------------------------
@@ -408,6 +431,21 @@ class Seq2Seq(_Recurrent):
         return self._in_eval(run)
 
 
+# Bytes of one layer's per-step outputs (T, rows, features) that predict computes at once when
+# given no batch_size.
+_CHUNK_BYTES = 8 << 20
+
+
+def _chunk_rows(model: _Recurrent, steps: int) -> int:
+    """Rows per call of a predict given no batch_size: about 8 MB of per-step outputs per layer.
+    The whole batch's intermediates would be hundreds of MB for ten thousand sequences, fresh
+    pages that every call faults in and streams through memory (2-3x slower at hidden 256);
+    chunks this size reuse freed memory and stay near the cache. At least 64 rows per thread
+    keep the kernels' products efficient. Rows are independent: the result is the same."""
+    rows = _CHUNK_BYTES // max(1, steps * model.features * np.dtype(model.dtype).itemsize)
+    return max(64 * get_num_threads(), rows)
+
+
 def _batched(model: _Recurrent, x: Any, lengths: Any, batch_size: int | None, per_step: bool) -> Any:
     """``model(x, lengths)`` over chunks of rows; a list of sequences in gives (for per-step
     outputs) a list of unpadded outputs back."""
@@ -417,7 +455,7 @@ def _batched(model: _Recurrent, x: Any, lengths: Any, batch_size: int | None, pe
         if not model.tokens and x.ndim == 2 and model.input_size == 1:
             x = x[..., None]
     n = len(x)
-    size = n if batch_size is None else _checks.positive_int(batch_size, "batch_size")
+    size = _chunk_rows(model, x.shape[1]) if batch_size is None else _checks.positive_int(batch_size, "batch_size")
     parts = [model(x[s:s + size], None if lengths is None else np.asarray(lengths)[s:s + size])
              for s in range(0, n, max(size, 1))]
     out = np.concatenate(parts) if parts else model(x, lengths)
