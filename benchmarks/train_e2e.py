@@ -127,8 +127,9 @@ def run_torch(model: Model, sequences: int, epochs: int, threads: int) -> list[f
     return times
 
 
-def run_demo(sequences: int, threads: int) -> list[float]:
-    """Seconds of one epoch of ``pyrnn demo --task reverse`` (its training, with its validation)."""
+def run_demo(sequences: int, epochs: int, threads: int) -> list[float]:
+    """Seconds of each epoch after the first of ``pyrnn demo --task reverse --epochs epochs+1``
+    (its training, with its validation; the first epoch pays the process's first calls)."""
     import tempfile
 
     from pyrnn.demo.run import add_arguments
@@ -137,21 +138,21 @@ def run_demo(sequences: int, threads: int) -> list[float]:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     with tempfile.TemporaryDirectory() as out:
-        args = parser.parse_args(["--task", "reverse", "--epochs", "1", "--threads", str(threads),
+        args = parser.parse_args(["--task", "reverse", "--epochs", str(epochs + 1), "--threads", str(threads),
                                   "--train-size", str(sequences), "--test-size", "50", "--out", out])
         import contextlib
         import io
 
         with contextlib.redirect_stdout(io.StringIO()):
             result = demo(args)
-    return [float(result["train_time"])]
+    return [float(t) for t in result["history"]["time"][1:]]
 
 
 def run_case(case: dict) -> dict:
     """One case, in this process: seconds per epoch (scaled to case["sequences"])."""
     model = MODELS.get(case["model"])
     if case["peer"] == "demo":
-        times = run_demo(case["sequences"], case["threads"])
+        times = run_demo(case["sequences"], case["epochs"], case["threads"])
     else:
         runner = run_pyrnn if case["peer"] == "pyrnn" else run_torch
         times = runner(model, case["sequences"], case["epochs"], case["threads"])
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [dict(model=m, peer=p, threads=t, sequences=args.sequences, epochs=args.epochs)
              for m in args.models.split(",") for t in threads for p in args.peers.split(",")]
     if not args.no_demo:
-        cases += [dict(model="demo", peer="demo", threads=t, sequences=args.demo_sequences, epochs=1)
+        cases += [dict(model="demo", peer="demo", threads=t, sequences=args.demo_sequences, epochs=args.epochs)
                   for t in threads]
     results = []
     for rep in range(args.repeats):
