@@ -431,19 +431,27 @@ class Seq2Seq(_Recurrent):
         return self._in_eval(run)
 
 
-# Bytes of one layer's per-step outputs (T, rows, features) that predict computes at once when
-# given no batch_size.
+# A predict given no batch_size runs chunks of rows (rows are independent: the result is the
+# same): at most about this many bytes of one layer's per-step outputs (T, rows, features) ...
 _CHUNK_BYTES = 8 << 20
+# ... and at least this much work, which keeps a call's Python overhead (tens of microseconds)
+# a few percent of it.
+_CHUNK_FLOPS = 50e6
 
 
 def _chunk_rows(model: _Recurrent, steps: int) -> int:
-    """Rows per call of a predict given no batch_size: about 8 MB of per-step outputs per layer.
-    The whole batch's intermediates would be hundreds of MB for ten thousand sequences, fresh
-    pages that every call faults in and streams through memory (2-3x slower at hidden 256);
-    chunks this size reuse freed memory and stay near the cache. At least 64 rows per thread
-    keep the kernels' products efficient. Rows are independent: the result is the same."""
-    rows = _CHUNK_BYTES // max(1, steps * model.features * np.dtype(model.dtype).itemsize)
-    return max(64 * get_num_threads(), rows)
+    """Rows per call of a predict given no batch_size: the fewest that carry _CHUNK_FLOPS of
+    work, at least 64 per thread (the kernels' products stay efficient), at most _CHUNK_BYTES
+    of per-step outputs per layer unless that is below the minimum. The whole batch's
+    intermediates would be hundreds of MB for ten thousand sequences: fresh pages that every
+    call faults in (about 10 us each on a VM) and streams through memory, 2-3x slower at hidden
+    256. Small chunks reuse freed memory and stay in cache; under a low malloc trim threshold
+    (Dask's workers set MALLOC_TRIM_THRESHOLD_=65536) their buffers stay below glibc's mmap
+    threshold too."""
+    steps = max(1, steps)
+    flops_per_row = 2.0 * steps * max(1, model.rnn.num_parameters())
+    by_bytes = _CHUNK_BYTES // (steps * model.features * np.dtype(model.dtype).itemsize)
+    return max(64 * get_num_threads(), min(by_bytes, int(np.ceil(_CHUNK_FLOPS / flops_per_row))))
 
 
 def _batched(model: _Recurrent, x: Any, lengths: Any, batch_size: int | None, per_step: bool) -> Any:
