@@ -115,16 +115,21 @@ class DataParallel:
     def _wait(self, request: Any, what: str) -> None:
         """Complete a non-blocking collective, aborting the job if it takes over the timeout
         (a rank died or never reached it)."""
-        if request.Test():
-            return
-        deadline = time.monotonic() + self.timeout
-        pause = 1e-5
+        # MPI progresses a non-blocking collective only inside calls like Test, and a gradient
+        # Allreduce is tens of message rounds: Test back to back while the other ranks are
+        # likely close (a sleep between Tests would add up to one sleep per round), then sleep
+        # between Tests, longer and longer, while waiting for a slow or failed rank.
+        start = time.monotonic()
+        deadline, busy_until = start + self.timeout, start + 0.05
+        pause = 1e-4
         while not request.Test():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 self.abort(f"{what} did not complete within {self.timeout:g} s on rank {self.rank} "
                            "(another rank failed or is not calling it); set PYRNN_DIST_TIMEOUT to change the limit")
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
+            if now > busy_until:
+                time.sleep(pause)
+                pause = min(pause * 2, 1e-3)
 
     def allreduce_sum(self, values: np.ndarray, what: str = "Allreduce") -> np.ndarray:
         out = np.empty_like(values)
