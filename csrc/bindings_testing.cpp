@@ -71,7 +71,7 @@ py::array_t<T> math_impl(const std::string& name, const py::array_t<T, py::array
 }
 
 // Python names of SplitKind, in its order.
-constexpr const char* kSplitNames[] = {"gemm_rows", "gemm_columns", "gemm_grid", "loop_units",
+constexpr const char* kSplitNames[] = {"gemm_rows", "gemm_columns", "gemm_grid", "loop_units", "loop_takeover",
                                        "loop_rows", "tasks", "xlstm_items", "elementwise"};
 static_assert(std::size(kSplitNames) == static_cast<size_t>(SplitKind::Count));
 
@@ -98,13 +98,14 @@ void bind_testing(py::module_& m) {
   m.def("_set_input_chunk_bytes", &set_input_chunk_bytes, py::arg("bytes"));
   m.def("_thread_testing", [] {
     const ThreadTesting& t = thread_testing();
-    return py::make_tuple(t.work_scale, split_name(t.loop_split));
-  }, "(work_scale, loop_split) now in force.");
-  m.def("_set_thread_testing", [](double work_scale, const std::string& loop_split) {
-    set_thread_testing({work_scale, parse_split(loop_split)});
-  }, py::arg("work_scale"), py::arg("loop_split") = "auto",
-     "Scales every threshold on the work a thread needs (1: production, 0: split any work) and "
-     "forces how time loops split ('auto', 'units' or 'rows').");
+    return py::make_tuple(t.work_scale, split_name(t.loop_split), t.absent_thread);
+  }, "(work_scale, loop_split, absent_thread) now in force.");
+  m.def("_set_thread_testing", [](double work_scale, const std::string& loop_split, int absent_thread) {
+    set_thread_testing({work_scale, parse_split(loop_split), absent_thread});
+  }, py::arg("work_scale"), py::arg("loop_split") = "auto", py::arg("absent_thread") = -1,
+     "Scales every threshold on the work a thread needs (1: production, 0: split any work), "
+     "forces how time loops split ('auto', 'units' or 'rows'), and makes thread absent_thread "
+     "(-1: none) take no item of a loop shared step by step, as if descheduled.");
   m.def("_split_counts", [] {
     py::dict out;
     for (int k = 0; k < static_cast<int>(SplitKind::Count); ++k)

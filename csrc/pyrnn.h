@@ -179,7 +179,8 @@ enum class SplitKind : int {
   GemmRows,      // a product's output rows split among threads
   GemmColumns,   // its output columns split
   GemmGrid,      // both: a 2-D grid of output blocks
-  LoopUnits,     // a recurrent time loop split by hidden units (a barrier per step)
+  LoopUnits,     // a recurrent time loop split by hidden units (a barrier or a shared counter per step)
+  LoopTakeover,  // a thread of a units-split loop took an item of another thread's home range
   LoopRows,      // a time loop split by batch rows
   Tasks,         // independent products shared out whole (parallel_tasks)
   XlstmItems,    // sLSTM (head, batch block) items or mLSTM (row, head) pairs
@@ -192,11 +193,14 @@ void reset_split_counts();
 
 // What tests may change about how kernels split work: every threshold on the work a thread
 // needs is multiplied by work_scale (1 in production; 0 splits any work, so that small shapes
-// reach every split), and loop_split forces how time loops split (Auto: by their plan).
+// reach every split), loop_split forces how time loops split (Auto: by their plan), and
+// absent_thread (>= 0) takes no item of a loop shared step by step (kernels/step_tickets.h), as a
+// descheduled thread would not, so that the others take over its share.
 enum class ForcedSplit : int { Auto, Units, Rows };
 struct ThreadTesting {
   double work_scale = 1.0;
   ForcedSplit loop_split = ForcedSplit::Auto;
+  int absent_thread = -1;
 };
 const ThreadTesting& thread_testing();
 void set_thread_testing(const ThreadTesting& t);

@@ -47,15 +47,16 @@ def _reset_split_counts() -> None: ...
 
 def _set_input_chunk_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
-def _set_thread_testing(work_scale: typing.SupportsFloat | typing.SupportsIndex, loop_split: str = ...) -> None:
-    """Scales every threshold on the work a thread needs (1: production, 0: split any work) and
-    forces how time loops split ('auto', 'units' or 'rows')."""
+def _set_thread_testing(work_scale: typing.SupportsFloat | typing.SupportsIndex, loop_split: str = ..., absent_thread: typing.SupportsInt | typing.SupportsIndex = ...) -> None:
+    """Scales every threshold on the work a thread needs (1: production, 0: split any work), forces
+    how time loops split ('auto', 'units' or 'rows'), and makes thread absent_thread (-1:
+    none) take no item of a loop shared step by step, as if descheduled."""
 
 def _split_counts() -> dict:
     """How many times each way of splitting work among threads ran since the last reset."""
 
-def _thread_testing() -> tuple[float, str]:
-    """(work_scale, loop_split) now in force."""
+def _thread_testing() -> tuple[float, str, int]:
+    """(work_scale, loop_split, absent_thread) now in force."""
 
 def active_isa() -> str: ...
 

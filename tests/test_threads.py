@@ -27,13 +27,14 @@ from test_xlstm_native import _run as _xlstm_run
 
 @pytest.fixture
 def splitting():
-    """Returns a function (threads, work_scale=0, loop_split="auto") that sets the thread count
-    and the testing thresholds and clears the split counts; restores all of them afterwards."""
+    """Returns a function (threads, work_scale=0, loop_split="auto", absent_thread=-1) that sets
+    the thread count and the testing thresholds and clears the split counts; restores all of
+    them afterwards."""
     threads, testing, isa = _core.get_num_threads(), _core._thread_testing(), _core.active_isa()
 
-    def split(n, work_scale=0.0, loop_split="auto"):
+    def split(n, work_scale=0.0, loop_split="auto", absent_thread=-1):
         _core.set_num_threads(n)
-        _core._set_thread_testing(work_scale, loop_split)
+        _core._set_thread_testing(work_scale, loop_split, absent_thread)
         _core._reset_split_counts()
 
     yield split
@@ -107,6 +108,22 @@ def test_layer_splits_match_reference_and_one_thread(cell, loop_split, dtype, is
         where = f"{threads} threads split by {loop_split}, isa {isa}"
         _assert_close({k: many[k] for k in reference}, reference, TOLERANCE[dtype], where)
         _assert_bitwise(many, one, where)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_units_split_loop_survives_an_absent_thread(cell, dtype, isa, splitting):
+    """A time loop split by units shares its steps from a counter: when a thread takes no item
+    (as a descheduled one would not), the others take over its home range and the results stay
+    bitwise those of one thread."""
+    splitting(1, loop_split="units")
+    one = _layer_with_steps(cell, dtype)
+    for threads, absent in ((2, 1), (3, 0), (3, 2)):
+        splitting(threads, loop_split="units", absent_thread=absent)
+        many = _layer_with_steps(cell, dtype)
+        counts = _core._split_counts()
+        assert counts["loop_units"] > 0 and counts["loop_takeover"] > 0, counts
+        _assert_bitwise(many, one, f"{threads} threads, thread {absent} absent, isa {isa}")
 
 
 @pytest.mark.parametrize("hidden", [32, 520])
@@ -201,7 +218,7 @@ def test_testing_hook_validates_and_restores(splitting):
         _core._set_thread_testing(0.0, "diagonal")
     with pytest.raises(ValueError, match="work_scale"):
         _core._set_thread_testing(-1.0)
-    assert _core._thread_testing() == (1.0, "auto")
+    assert _core._thread_testing() == (1.0, "auto", -1)
 
 
 # -- default thread count ---------------------------------------------------------------------

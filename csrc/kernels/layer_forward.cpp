@@ -4,11 +4,14 @@
 //    bias is added in the cell math, saving a pass over xg). Inference on cached panels runs
 //    it inside the time loop's team, on the cached W_ih panels, in their gate-blocked order,
 //    one chunk of steps (up to 16 MB) at a time.
-// 2. One OpenMP parallel region runs the time loop. Each thread owns fixed blocks of hidden
-//    units; per step it multiplies the state by its gate-blocked slice of W_hh (all gates of
-//    its units at once), then immediately applies bias, activations and the state update
-//    while that block is in cache. A barrier ends each step (state is double-buffered).
-//    Small layers split by batch rows instead and need no barrier (layer_plan.h: plan_loop).
+// 2. One OpenMP parallel region runs the time loop. Each thread owns blocks of hidden units;
+//    per step it multiplies the state by its gate-blocked slice of W_hh (all gates of its
+//    units at once), then immediately applies bias, activations and the state update while
+//    that block is in cache (state is double-buffered). Steps are shared from a counter, so
+//    that the other threads take over the blocks of a descheduled one (step_tickets.h); the
+//    cells with a phase that needs every unit (projection, reset-before GRU) run fixed shares
+//    with a barrier per phase instead. Small layers split by batch rows and need neither
+//    (layer_plan.h: plan_loop).
 // 3. Training keeps a compact workspace (layer_plan.h) for BPTT; inference keeps nothing.
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include "kernels/barrier.h"
 #include "kernels/interrupt.h"
 #include "kernels/layer_plan.h"
+#include "kernels/step_tickets.h"
 
 #include "kernels/forward_rows.h"
 
@@ -286,6 +290,39 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   const double flops_per_step = 2.0 * B * GH * P + (d.has_proj ? 2.0 * B * H * P : 0.0);
   const LoopPlan plan = plan_loop(flops_per_step, TT, recurrent_weight_bytes<T>(d), B, c.blocks.count);
   StopSignal stop;
+  auto step_at = [&](index s, index chunk_first) {
+    const index t = d.reverse ? TT - 1 - s : s;
+    return Step<T>{t,
+                   h_slot_in(s, t),
+                   h_slot_out(s, t),
+                   lstm ? c_slot_in(t) : nullptr,
+                   lstm ? c_slot_out(s, t) : nullptr,
+                   xg + (t - chunk_first) * B * GH,
+                   a.y ? a.y + t * B * P : nullptr,
+                   project_in_team};
+  };
+  // Split by units, a step with no phase that needs every unit (the reset-before GRU's
+  // second product, the projection) is shared from a counter (step_tickets.h), a few items
+  // per thread per step; its chunk's input product is part of each item at a chunk's first step.
+  const bool ticketed = plan.threads > 1 && plan.split == Split::Units && !d.has_proj &&
+                        d.cell != Cell::GruResetBefore;
+  StepTickets tickets(TT, std::min<index>(c.blocks.count, 4 * plan.threads), plan.threads);
+  if (ticketed) {
+    run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share&) {
+      tickets.run(omp_get_thread_num(), stop, [&](index s, index j) {
+        const Range group = thread_share(c.blocks.count, int(j), int(tickets.items()));
+        const Share item{{0, B}, group, {0, 0}, group, nullptr};
+        index chunk_first = 0;  // projected in team: the real time of the chunk's first row
+        if (project_in_team) {
+          const index s0 = s / chunk_steps * chunk_steps, n = std::min(chunk_steps, TT - s0);
+          chunk_first = d.reverse ? TT - s0 - n : s0;
+          if (s == s0) input_product(c, a.x + chunk_first * B * d.I, n, item, xg);
+        }
+        run_step(c, step_at(s, chunk_first), item);
+      });
+    });
+    return;
+  }
   run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share& sh) {
     index chunk_first = 0;  // projected in team: the real time of the chunk's first row
     for (index s = 0; s < TT; ++s) {
@@ -308,15 +345,7 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
         if (shared) sh.team->wait();
       }
       if (stopping) continue;
-      Step<T> step{t,
-                   h_slot_in(s, t),
-                   h_slot_out(s, t),
-                   lstm ? c_slot_in(t) : nullptr,
-                   lstm ? c_slot_out(s, t) : nullptr,
-                   xg + (t - chunk_first) * B * GH,
-                   a.y ? a.y + t * B * P : nullptr,
-                   project_in_team};
-      run_step(c, step, sh);
+      run_step(c, step_at(s, chunk_first), sh);
       stop.poll(s);
       c.barrier->wait();
     }
