@@ -306,8 +306,8 @@ void layer_forward(const LayerDims& d, const LayerForwardArgs<T>& a) {
   // per thread per step; its chunk's input product is part of each item at a chunk's first step.
   const bool ticketed = plan.threads > 1 && plan.split == Split::Units && !d.has_proj &&
                         d.cell != Cell::GruResetBefore;
-  StepTickets tickets(TT, std::min<index>(c.blocks.count, 4 * plan.threads), plan.threads);
   if (ticketed) {
+    StepTickets tickets(TT, std::min<index>(c.blocks.count, 4 * plan.threads), plan.threads);
     run_team(plan.threads, plan.split, B, c.blocks.count, c.out_blocks.count, c.barrier, stop, [&](const Share&) {
       tickets.run(omp_get_thread_num(), stop, [&](index s, index j) {
         const Range group = thread_share(c.blocks.count, int(j), int(tickets.items()));

@@ -285,7 +285,8 @@ class Seq2Vec(_Recurrent):
     def predict(self, x: Any, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """Outputs (B, output_size) in eval mode for the same inputs as ``fit``: a padded array (with
         ``lengths``) or a list of variable-length sequences; in chunks of ``batch_size`` rows
-        (default: chunks of about 8 MB of per-step outputs per layer; the result is the same)."""
+        (default: 64 rows per thread, more for small models, see ``_chunk_rows``; the result is
+        the same)."""
         return self._in_eval(lambda: _batched(self, x, lengths, batch_size, False))
 
 
@@ -355,8 +356,8 @@ class Seq2Seq(_Recurrent):
     def predict(self, x: Any, lengths: Any = None, batch_size: int | None = None) -> Any:
         """Outputs in eval mode for the same inputs as ``fit``: a padded array (with ``lengths``)
         gives (B, T, output_size); a list of variable-length sequences gives a list of (T_i,
-        output_size) arrays. In chunks of ``batch_size`` rows (default: about 8 MB of per-step
-        outputs per layer; the result is the same)."""
+        output_size) arrays. In chunks of ``batch_size`` rows (default: 64 rows per thread, more
+        for small models, see ``_chunk_rows``; the result is the same)."""
         return self._in_eval(lambda: _batched(self, x, lengths, batch_size, True))
 
     # -- stateful training ------------------------------------------------------------------------
