@@ -116,7 +116,7 @@ class DataParallel:
         """Complete a non-blocking collective, aborting the job if it takes over the timeout
         (a rank died or never reached it)."""
         # MPI progresses a non-blocking collective only inside calls like Test, and a gradient
-        # Allreduce is tens of message rounds: Test back to back while the other ranks are
+        # Allreduce takes many message rounds: Test back to back while the other ranks are
         # likely close (a sleep between Tests would add up to one sleep per round), then sleep
         # between Tests, longer and longer, while waiting for a slow or failed rank.
         start = time.monotonic()

@@ -148,19 +148,20 @@ class _QuantizedLayer(_Quantized):
         return self._suffix(k // self.num_directions, k % self.num_directions)
 
     def _run_layer(self, layer, x, states, finals, lengths, training, caches, outputs=True):
+        # The int8 kernel always writes the outputs (outputs=False only allows skipping them).
         h0, c0 = states[0], (states[1] if len(states) > 1 else None)
-        outputs = []
+        ys = []
         for direction in range(self.num_directions):
             k = layer * self.num_directions + direction
             packed = self._packed(k, self.cell)
             y, h, c = _core.quant_layer_forward(x, h0[k], None if c0 is None else c0[k],
                                                 self._params.get("bias_hh" + self._quant_suffix(k)),
                                                 packed, lengths, direction == 1)
-            outputs.append(y)
+            ys.append(y)
             finals[0][k] = h
             if c0 is not None:
                 finals[1][k] = c
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+        return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)
 
 
 class QuantizedRNN(_QuantizedLayer, RNN):
