@@ -187,7 +187,7 @@ py::tuple forward_impl(const std::string& cell_name, const py::array& x_obj, con
   std::optional<py::array_t<T>> c_n;
   if (cell == Cell::Lstm) c_n = py::array_t<T>({d.B, d.H});
   std::optional<py::array_t<T>> workspace;
-  if (training) workspace = py::array_t<T>(kt.training_workspace_size(d));
+  if (training) workspace = workspace_array<T>(kt.training_workspace_size(d));
 
   LayerForwardArgs<T> a{};
   a.x = x.data();

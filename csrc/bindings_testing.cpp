@@ -6,6 +6,7 @@
 #include <iterator>
 #include <string>
 
+#include "buffer_pool.h"
 #include "native_call.h"
 #include "pyrnn.h"
 
@@ -114,4 +115,15 @@ void bind_testing(py::module_& m) {
   }, "How many times each way of splitting work among threads ran since the last reset.");
   m.def("_reset_split_counts", &reset_split_counts);
   m.def("_input_chunk_bytes", &input_chunk_bytes);
+  m.def("_buffer_pool_stats", [] {
+    const BufferPoolStats st = buffer_pool_stats();
+    py::dict out;
+    out["enabled"] = st.enabled;
+    out["idle_blocks"] = st.idle_blocks;
+    out["idle_bytes"] = st.idle_bytes;
+    out["reused"] = st.reused;
+    return out;
+  }, "Whether the buffer pool keeps blocks, its idle blocks and bytes, and how many requests it served from them.");
+  m.def("release_idle_buffers", &release_idle_buffers,
+        "Frees the large buffers kept idle for reuse between calls.");
 }

@@ -66,7 +66,7 @@ py::tuple slstm_forward_impl(const py::array& x_obj, const py::object& h0_o, con
   const auto& kt = active_kernels();
   py::array_t<T> y({d.T, d.B, d.H}), h_n({d.B, d.H}), c_n({d.B, d.H}), n_n({d.B, d.H}), m_n({d.B, d.H});
   std::optional<py::array_t<T>> ws;
-  if (training) ws = py::array_t<T>(kt.slstm_workspace_size(d));
+  if (training) ws = workspace_array<T>(kt.slstm_workspace_size(d));
   SlstmForwardArgs<T> a{x.data(), h0.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), w_hh.data(),
                         in_ptr(bias), lengths ? lengths->data() : nullptr, y.mutable_data(),
                         h_n.mutable_data(), c_n.mutable_data(), n_n.mutable_data(), m_n.mutable_data(),
@@ -163,7 +163,7 @@ py::tuple mlstm_forward_impl(const py::array& x_obj, const py::object& c0_o, con
   const auto& kt = active_kernels();
   py::array_t<T> y({d.T, d.B, d.H}), c_n({d.B, NH, DH, DH}), n_n({d.B, NH, DH}), m_n({d.B, NH});
   std::optional<py::array_t<T>> ws;
-  if (training) ws = py::array_t<T>(kt.mlstm_workspace_size(d));
+  if (training) ws = workspace_array<T>(kt.mlstm_workspace_size(d));
   MlstmForwardArgs<T> a{x.data(), c0.data(), n0.data(), m0.data(), w_ih.data(), in_ptr(bias),
                         lengths ? lengths->data() : nullptr, y.mutable_data(), c_n.mutable_data(),
                         n_n.mutable_data(), m_n.mutable_data(), ws ? ws->mutable_data() : nullptr};

@@ -9,6 +9,8 @@
 
 #include <string>
 
+#include "buffer_pool.h"
+
 namespace pyrnn::bind {
 
 namespace py = pybind11;
@@ -20,6 +22,24 @@ struct TrainingCache {
   py::object lengths;   // int64 (B,) or None
   py::array workspace;  // the kernel's training workspace for dims
 };
+
+// An uninitialized (n,) array for a training workspace, its memory from the buffer pool and
+// returned there when the array (and so the cache holding it) is gone.
+template <typename T>
+py::array_t<T> workspace_array(py::ssize_t n) {
+  struct Block {
+    void* p;
+    std::size_t bytes;
+  };
+  const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
+  auto* block = new Block{take_buffer(bytes), bytes};
+  py::capsule owner(block, [](void* b) {
+    auto* blk = static_cast<Block*>(b);
+    give_buffer(blk->p, blk->bytes);
+    delete blk;
+  });
+  return py::array_t<T>({n}, {static_cast<py::ssize_t>(sizeof(T))}, static_cast<T*>(block->p), owner);
+}
 
 // Registers TrainingCache<Dims> as _core.<name>, made by `forward`.
 template <typename Dims>

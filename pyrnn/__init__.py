@@ -23,7 +23,7 @@ if getattr(_core, "__version__", None) != __version__:
         "pip install . in its source folder)")
 
 from .cells import GRUCell, LSTMCell, RNNCell
-from .config import get_num_threads, set_num_threads, show_config
+from .config import get_num_threads, release_memory, set_num_threads, show_config
 from .layers import GRU, LSTM, RNN
 from ._recurrent import PerformanceWarning
 from .xlstm import MLSTM, SLSTM, MLSTMCell, SLSTMCell, xLSTMBlockStack
@@ -37,7 +37,7 @@ from .training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, ma
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "SLSTM", "MLSTM", "SLSTMCell", "MLSTMCell", "xLSTMBlockStack",
-           "set_num_threads", "get_num_threads", "show_config", "__version__",
+           "set_num_threads", "get_num_threads", "release_memory", "show_config", "__version__",
            "nn", "losses", "metrics", "optim", "models", "distributed", "Seq2Vec", "Seq2Seq", "Vec2Seq", "EncoderDecoder",
            "from_torch", "to_torch", "fit", "evaluate", "make_streams", "History", "EarlyStopping", "ModelCheckpoint", "plot_history", "save", "load",
            "quantize", "PerformanceWarning"]

@@ -29,6 +29,10 @@ class SlstmCache:
 
 class StalePackedWeights(ValueError): ...
 
+def _buffer_pool_stats() -> dict:
+    """Whether the buffer pool keeps blocks, its idle blocks and bytes, and how many requests it
+    served from them."""
+
 def _gemm_f32(trans_a: bool, trans_b: bool, A: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], B: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], beta: typing.SupportsFloat | typing.SupportsIndex = ..., C: object = ...) -> numpy.typing.NDArray[numpy.float32]: ...
 
 def _gemm_f64(trans_a: bool, trans_b: bool, A: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], B: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], beta: typing.SupportsFloat | typing.SupportsIndex = ..., C: object = ...) -> numpy.typing.NDArray[numpy.float64]: ...
@@ -115,6 +119,9 @@ def quant_pack_layer(type: str, cell: str, w_ih: object, s_ih: object, w_hh: obj
     weights, float32 row scales s_*) or 'bf16' (uint16 bfloat16 bits, scales None); float32
     biases or None. A PackedWeights that layer_step and layer_step_if_ready take as they
     take pack_layer's, and quant_layer_forward."""
+
+def release_idle_buffers() -> None:
+    """Frees the large buffers kept idle for reuse between calls."""
 
 def select_isa(name: str) -> None: ...
 

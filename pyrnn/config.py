@@ -1,4 +1,5 @@
-"""Runtime configuration: OpenMP threads and a report of how this build was made."""
+"""Runtime configuration: OpenMP threads, the memory kept for reuse, and a report of how this
+build was made."""
 from __future__ import annotations
 
 import numbers
@@ -34,6 +35,14 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the native kernels use now."""
     return int(_core.get_num_threads())
+
+
+def release_memory() -> None:
+    """Frees the large buffers pyrnn keeps for reuse between calls. Training workspaces and
+    gate gradients of 1 MB and more go back to a pool when a step is done, so that the next
+    step does not pay a page fault per page of fresh memory; the pool keeps at most 8 idle
+    blocks and 1 GiB. Call this after training when the rest of the program needs the memory."""
+    _core.release_idle_buffers()
 
 
 def thread_source() -> str:

@@ -131,9 +131,10 @@ def test_row_results_independent_of_other_rows(isa, dtype):
 @pytest.mark.parametrize("trans_a", [False, True])
 def test_packed_and_in_place_a_agree_bitwise(isa, dtype, trans_a):
     """gemm_serial reads A in place for few panels (N <= 128) and packs it into strips for
-    many panels of long rows or of a transposed A: the same FMA chains either way."""
+    many panels of rows a multiple of 2 KB apart or of a transposed A: the same FMA chains
+    either way."""
     rng = np.random.default_rng(7)
-    A, B = operands(rng, dtype, 50, 300, 600, trans_a, False)   # rows of 600: over 1 KB
+    A, B = operands(rng, dtype, 50, 300, 512, trans_a, False)   # rows of 512: 2 or 4 KB
     packed = GEMM[dtype](trans_a, False, A, B)
     in_place = GEMM[dtype](trans_a, False, A, np.ascontiguousarray(B[:, :128]))
     assert np.array_equal(packed[:, :128].view(np.uint8), in_place.view(np.uint8))

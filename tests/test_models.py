@@ -39,7 +39,7 @@ def test_encoder_decoder_gradients(attention, cell):
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-@pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False)])
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False), ("rnn", True)])
 def test_seq2vec_gradients(pooling, cell, bidirectional):
     m = Seq2Vec(2, 3, hidden_size=4, cell=cell, num_layers=2, bidirectional=bidirectional, pooling=pooling,
                 dtype=F64, seed=0)

@@ -145,8 +145,10 @@ def test_cell(cell, bias, unbatched, dtype, restore_native_settings):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-# (T, B, I, H); H = 150 float64 rows are over 1 KB: the products pack the state into strips.
-@pytest.mark.parametrize("sizes", [(9, 13, 37, 67), (4, 13, 150, 150)])
+# (T, B, I, H). Float64 rows of H = 64 LSTM gate gradients are 2 KB: their buffer's rows get
+# one cache line more (gemm_row_stride); with H = 256 the states' rows are 2 KB apart and the
+# products copy them into strips first.
+@pytest.mark.parametrize("sizes", [(9, 13, 37, 67), (4, 13, 150, 150), (3, 14, 8, 64), (3, 14, 8, 256)])
 def test_larger_sizes_cross_simd_and_thread_boundaries(cell, sizes, restore_native_settings):
     """Sizes that are not multiples of any vector width and big enough for threads to split."""
     opts = dict(num_layers=2, bidirectional=True, batch_first=False, proj=False, bias=True,

@@ -35,8 +35,8 @@ struct Blocking {
   // Micro-tile MR x NR: 2*MR accumulators + 2 B vectors + 1 broadcast fill the registers.
   static constexpr int NR = 2 * W;
   static constexpr int MR = (kVectorRegisters - 3) / 2;
-  // A KC x NR micro-panel of B fills half of a 32 KB L1 ...
-  static constexpr index KC = 16384 / (NR * sizeof(T));
+  // A KC x NR micro-panel of B fills a 32 KB L1 (two thirds of a 48 KB one) ...
+  static constexpr index KC = 32768 / (NR * sizeof(T));
   // ... an MC x KC block of A about 192 KB of a 512 KB L2 ...
   static constexpr index MC = 196608 / (KC * sizeof(T)) / MR * MR;
   // ... and a KC x NC block of B a few MB of the shared L3, reused by many MC blocks of A;
@@ -335,20 +335,25 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
       for (index k = 0; k < kc; ++k)
         for (int r = 0; r < rows; ++r) d[k * MR + r] = src[r * lda + k];
     } else {
+      // Each k's rows are contiguous in a transposed A: one (partial) vector copy per k.
+      using V = Vec<T>;
       const T* src = A + s * MR;
       for (index k = 0; k < kc; ++k)
-        for (int r = 0; r < rows; ++r) d[k * MR + r] = src[k * lda + r];
+        for (int r = 0; r < rows; r += V::width) {
+          const int n = std::min(V::width, rows - r);
+          V::load_partial(src + k * lda + r, n).store_partial(d + k * MR + r, n);
+        }
     }
   }
 }
 
 // Whether a product of m x n outputs packs its A into strips (else the tiles read A in place:
 // the same products, bit for bit). Packing copies A once per column block, which pays only
-// when many panels reuse the strips and A in place is slow to read: rows over 1 KB (a tile's
-// rows then compete for the same L1 sets) or a transposed A.
+// when many panels reuse the strips and A in place is slow to read: a transposed A, or rows a
+// multiple of 2 KB apart, which put a tile's MR rows into at most two of the L1's sets.
 template <typename T>
 bool packs_a(bool trans_a, index m, index n, index lda) {
-  return m >= Blocking<T>::MR && n > 128 && (trans_a || lda * index(sizeof(T)) > 1024);
+  return m >= Blocking<T>::MR && n > 128 && (trans_a || (lda * index(sizeof(T))) % 2048 == 0);
 }
 
 // C block (mc, nc) from the op(A) block (mc, kc) at a times B panels (panel p at b + p*ps_b,
@@ -490,6 +495,11 @@ index packed_panel_width() {
 }
 
 template <typename T>
+index gemm_row_stride(index n) {
+  return (n * index(sizeof(T))) % 2048 == 0 ? n + 64 / index(sizeof(T)) : n;
+}
+
+template <typename T>
 void pack_b(bool trans_b, index K, index N, const T* B, index ldb, PackedB<T>& out) {
   constexpr int NR = Blocking<T>::NR;
   out.K = K;
@@ -546,6 +556,8 @@ template void gemm_packed<float>(index, index, index, const float*, index, const
 template void gemm_packed<double>(index, index, index, const double*, index,
                                   const PackedB<double>&, double, double*, index);
 template index packed_panel_width<float>();
+template index gemm_row_stride<float>(index);
+template index gemm_row_stride<double>(index);
 template index packed_panel_width<double>();
 
 }  // namespace pyrnn::PYRNN_ISA

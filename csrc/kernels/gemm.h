@@ -43,4 +43,10 @@ void gemm_packed(index M, index n_begin, index n_end, const T* A, index lda,
 template <typename T>
 index packed_panel_width();
 
+// A row stride >= n for a matrix of n columns that products read in place as A: rows a
+// multiple of 2 KB apart would share L1 sets (a product then copies them into strips first),
+// so such an n gets one cache line more.
+template <typename T>
+index gemm_row_stride(index n);
+
 }  // namespace pyrnn::PYRNN_ISA

@@ -28,8 +28,9 @@ struct BackwardContext {
   index G, GH;
   UnitBlocks blocks;       // hidden units
   UnitBlocks out_blocks;   // columns of the state gradient (P)
+  index ldG;               // row stride of dG: G*H, or more (gemm_row_stride)
   Workspace<const T> ws;
-  T* dG;                   // (T, B, G*H) gate pre-activation gradients (input side)
+  T* dG;                   // (T, B, G*H) gate pre-activation gradients (input side), rows ldG apart
   T* dhn;                  // (T, B, H)   GRU: gradient of h W_hn^T + b_hn
   T* dh_proj;              // (T, B, P)   projected LSTM: gradient of each step's output h
   T* dgh;                  // (B, G*H)    GRU: this step's hidden-side gate gradients
@@ -47,7 +48,7 @@ struct BackStep {
   const T* dh_in;          // (B, P) gradient of the state leaving step t (without dy)
   T* dh_out;               // (B, P) gradient of the state entering step t
   const T* dy;             // (B, P) or null
-  T* dG;                   // (B, G*H) rows of step t
+  T* dG;                   // (B, G*H) rows of step t, ldG apart
 };
 
 // ---- element-wise gate gradients: one row b, units [u0, u1), a register at a time ----
@@ -82,7 +83,7 @@ void rnn_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u
   const index H = c.d.H;
   const OutputGrad<T> out = output_grad_row(c, s, b, u0);
   const T* h = c.ws.gates + (s.t * c.d.B + b) * H + u0;
-  T* dg = s.dG + b * H + u0;
+  T* dg = s.dG + b * c.ldG + u0;
   const bool tanh = c.d.cell == Cell::RnnTanh;
   const V one = V::broadcast(T(1)), zero = V::zero();
   for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
@@ -102,7 +103,7 @@ void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index 
   const T* c_prev = c.ws.cprev + row * H + u0;
   const T* tc = c.ws.tanhc + row * H + u0;
   const T* peep = c.a.w_peep ? c.a.w_peep + u0 : nullptr;  // p_i, p_f, p_o at + 0, H, 2H
-  T* dg = s.dG + b * 4 * H + u0;
+  T* dg = s.dG + b * c.ldG + u0;
   T* dcb = dc + b * H + u0;
   const V one = V::broadcast(T(1));
   for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
@@ -126,13 +127,13 @@ void lstm_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index 
 // dp_o += sum da_o c_t, with c_t = f c_{t-1} + i g from the kept gates (padding rows have
 // da = 0 and are skipped: their kept values are not the cell's).
 template <typename T>
-void add_peephole_grads(const LayerDims& d, const Workspace<const T>& ws, const T* dG,
+void add_peephole_grads(const LayerDims& d, const Workspace<const T>& ws, const T* dG, index ldG,
                         const std::int64_t* lengths, T* dw_peep) {
   const index H = d.H, TB = d.T * d.B;
   for (index row = 0; row < TB; ++row) {
     if (!step_valid(lengths, row % d.B, row / d.B)) continue;
     const T* gt = ws.gates + row * 4 * H;
-    const T* da = dG + row * 4 * H;
+    const T* da = dG + row * ldG;
     const T* cp = ws.cprev + row * H;
     for (index u = 0; u < H; ++u) {
       const T c_new = gt[H + u] * cp[u] + gt[u] * gt[2 * H + u];
@@ -152,7 +153,7 @@ void gru_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, index u
   const T* gt = c.ws.gates + row * 3 * H + u0;  // r, z, n at + 0, H, 2H
   const T* hn = c.ws.hn_lin + row * H + u0;
   const T* h_prev = c.ws.hprev + row * H + u0;
-  T* dg = s.dG + b * 3 * H + u0;
+  T* dg = s.dG + b * c.ldG + u0;
   T* dgh = c.dgh + b * 3 * H + u0;
   T* dhn = c.dhn + row * H + u0;
   T* direct = c.direct + b * H + u0;
@@ -183,7 +184,7 @@ void gru_rb_row(const BackwardContext<T>& c, const BackStep<T>& s, index b, inde
   const OutputGrad<T> out = output_grad_row(c, s, b, u0);
   const T* gt = c.ws.gates + row * 3 * H + u0;  // z, n at + H, 2H
   const T* h_prev = c.ws.hprev + row * H + u0;
-  T* dg = s.dG + b * 3 * H + u0;
+  T* dg = s.dG + b * c.ldG + u0;
   T* direct = c.direct + b * H + u0;
   const V one = V::broadcast(T(1));
   for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
@@ -202,7 +203,7 @@ void gru_rb_reset_row(const BackwardContext<T>& c, const BackStep<T>& s, index b
   const T* r = c.ws.gates + row * 3 * H + u0;
   const T* h_prev = c.ws.hprev + row * H + u0;
   const T* drh = c.dhraw + b * H + u0;
-  T* dg = s.dG + b * 3 * H + u0;
+  T* dg = s.dG + b * c.ldG + u0;
   T* direct = c.direct + b * H + u0;
   const V one = V::broadcast(T(1));
   for_lanes<T>(u1 - u0, [&](index k, Lanes<T> l) {
@@ -242,7 +243,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* d
   for (index b = r0; b < r1; ++b) {
     if (!step_valid(len, b, s.t)) {
       for (index g = 0; g < G; ++g)
-        std::fill(s.dG + b * c.GH + g * H + u_begin, s.dG + b * c.GH + g * H + u_end, T(0));
+        std::fill(s.dG + b * c.ldG + g * H + u_begin, s.dG + b * c.ldG + g * H + u_end, T(0));
       if (d.cell == Cell::Gru) {
         for (index g = 0; g < G; ++g)
           std::fill(c.dgh + b * c.GH + g * H + u_begin, c.dgh + b * c.GH + g * H + u_end, T(0));
@@ -263,7 +264,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* d
     // d(r*h) = dn W_hn needs every unit's dn.
     c.barrier->wait();
     if (u_end > u_begin)
-      gemm_packed<T>(nr, u_begin, u_end, s.dG + r0 * GH + 2 * H, GH, c.w_n, T(0), c.dhraw + r0 * H, H);
+      gemm_packed<T>(nr, u_begin, u_end, s.dG + r0 * c.ldG + 2 * H, c.ldG, c.w_n, T(0), c.dhraw + r0 * H, H);
     for (index b = r0; b < r1; ++b)
       if (step_valid(len, b, s.t)) gru_rb_reset_row(c, s, b, u_begin, u_end);
   }
@@ -276,7 +277,7 @@ void run_step(BackwardContext<T>& c, const BackStep<T>& s, const Share& sh, T* d
         gemm_packed<T>(nr, p_begin, p_end, c.dgh + r0 * GH, GH, c.w_rec, T(0), s.dh_out + r0 * P, P);
         break;
       default:
-        gemm_packed<T>(nr, p_begin, p_end, s.dG + r0 * GH, GH, c.w_rec, T(0), s.dh_out + r0 * P, P);
+        gemm_packed<T>(nr, p_begin, p_end, s.dG + r0 * c.ldG, c.ldG, c.w_rec, T(0), s.dh_out + r0 * P, P);
     }
   }
   const bool gru = d.cell == Cell::Gru || d.cell == Cell::GruResetBefore;
@@ -311,7 +312,8 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   // Every buffer is allocated here, before the time loop.
   const bool gru = d.cell == Cell::Gru, gru_rb = d.cell == Cell::GruResetBefore;
   // dG and the per-call arrays are written in full by the loop (padding rows with zeros).
-  UninitBuffer<T> dG(static_cast<size_t>(TB * GH));
+  c.ldG = gemm_row_stride<T>(GH);
+  UninitBuffer<T> dG(static_cast<size_t>(TB * c.ldG));
   UninitBuffer<T> per_call(static_cast<size_t>((gru ? TB * H : 0) + (d.has_proj ? TB * P : 0)));
   std::vector<T> per_step(static_cast<size_t>(B * GH + 2 * B * H + 2 * B * P));
   c.dG = dG.data();
@@ -346,7 +348,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
                        dh_ping + (s % 2) * B * P,
                        s == TT - 1 ? a.dh0 : dh_ping + ((s + 1) % 2) * B * P,
                        a.dy ? a.dy + t * B * P : nullptr,
-                       c.dG + t * B * GH};
+                       c.dG + t * B * c.ldG};
       run_step(c, step, sh, a.dc0);
       stop.poll(s);
       c.barrier->wait();
@@ -360,10 +362,10 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   std::vector<T> x_valid, hprev_valid, hraw_valid;
   const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
   const T* hprev = valid_input_rows(c.ws.hprev, TB, B, P, a.lengths, hprev_valid);
-  gemm<T>(false, false, TB, I, GH, c.dG, GH, a.w_ih, I, T(0), a.dx, I);
-  gemm<T>(true, false, GH, I, TB, c.dG, GH, x, I, T(1), a.dw_ih, I);
+  gemm<T>(false, false, TB, I, GH, c.dG, c.ldG, a.w_ih, I, T(0), a.dx, I);
+  gemm<T>(true, false, GH, I, TB, c.dG, c.ldG, x, I, T(1), a.dw_ih, I);
   if (gru || gru_rb) {
-    gemm<T>(true, false, 2 * H, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
+    gemm<T>(true, false, 2 * H, P, TB, c.dG, c.ldG, hprev, P, T(1), a.dw_hh, P);
     if (gru) {
       gemm<T>(true, false, H, P, TB, c.dhn, H, hprev, P, T(1), a.dw_hh + 2 * H * P, P);
     } else {
@@ -374,23 +376,23 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
         for (index u = 0; u < H; ++u)
           rh[row * H + u] = valid ? c.ws.gates[row * GH + u] * hprev[row * H + u] : T(0);
       }
-      gemm<T>(true, false, H, P, TB, c.dG + 2 * H, GH, rh.data(), H, T(1), a.dw_hh + 2 * H * P, P);
+      gemm<T>(true, false, H, P, TB, c.dG + 2 * H, c.ldG, rh.data(), H, T(1), a.dw_hh + 2 * H * P, P);
     }
   } else {
-    gemm<T>(true, false, GH, P, TB, c.dG, GH, hprev, P, T(1), a.dw_hh, P);
+    gemm<T>(true, false, GH, P, TB, c.dG, c.ldG, hprev, P, T(1), a.dw_hh, P);
   }
   if (d.has_proj) {
     const T* hraw = valid_input_rows(c.ws.hraw, TB, B, H, a.lengths, hraw_valid);
     gemm<T>(true, false, P, H, TB, c.dh_proj, P, hraw, H, T(1), a.dw_hr, H);
   }
-  if (d.has_peep) add_peephole_grads(d, c.ws, c.dG, a.lengths, a.dw_peep);
+  if (d.has_peep) add_peephole_grads(d, c.ws, c.dG, c.ldG, a.lengths, a.dw_peep);
   if (d.has_bias) {
-    add_column_sums(a.db_ih, c.dG, TB, GH, GH);
+    add_column_sums(a.db_ih, c.dG, TB, GH, c.ldG);
     if (gru) {
-      add_column_sums(a.db_hh, c.dG, TB, 2 * H, GH);
+      add_column_sums(a.db_hh, c.dG, TB, 2 * H, c.ldG);
       add_column_sums(a.db_hh + 2 * H, c.dhn, TB, H, H);
     } else {
-      add_column_sums(a.db_hh, c.dG, TB, GH, GH);
+      add_column_sums(a.db_hh, c.dG, TB, GH, c.ldG);
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "kernels/common.h"
 
 namespace pyrnn::PYRNN_ISA {
@@ -48,20 +49,22 @@ T* thread_scratch(Scratch slot, std::ptrdiff_t n) {
 
 // n elements of aligned scratch that the caller writes in full before reading them. Unlike a
 // std::vector it is not zero-filled first: for the (T*B, G*H) gate gradients of BPTT that
-// fill costs a pass over megabytes that the time loop then overwrites.
+// fill costs a pass over megabytes that the time loop then overwrites. Large ones come from
+// and go back to the buffer pool (buffer_pool.h).
 template <typename T>
 class UninitBuffer {
  public:
   UninitBuffer() = default;
   explicit UninitBuffer(std::size_t n)
-      : data_(static_cast<T*>(::operator new(n * sizeof(T), AlignedAllocator<T>::alignment))) {}
+      : data_(static_cast<T*>(take_buffer(n * sizeof(T))), Release{n * sizeof(T)}) {}
   T* data() const { return data_.get(); }
 
  private:
-  struct Free {
-    void operator()(T* p) const { ::operator delete(p, AlignedAllocator<T>::alignment); }
+  struct Release {
+    std::size_t bytes = 0;
+    void operator()(T* p) const { give_buffer(p, bytes); }
   };
-  std::unique_ptr<T, Free> data_;
+  std::unique_ptr<T, Release> data_;
 };
 
 }  // namespace pyrnn::PYRNN_ISA
