@@ -2,19 +2,22 @@
 //
 // A training step asks for the same few tens of MB every time. Memory fresh from the system
 // costs a page fault and a cleared page per 4 KB (per 2 MB with transparent huge pages) on its
-// first touch, about a tenth of an LSTM training step; glibc hands blocks over 32 MB straight
-// back to the system, so every step paid it again. Blocks of at least kPooledBytes return here
-// when released and go to the next request that fits them (its size at most the block's and
-// more than half of it). At most kMaxIdleBlocks blocks and kMaxIdleBytes bytes stay idle; the
-// oldest idle block is freed first. Builds with AddressSanitizer pool nothing, so that a use
-// after release is still reported.
+// first touch, about a tenth of an LSTM training step. glibc keeps a freed block below 32 MB
+// in its heap for the next request once it has seen one such block come back (its mmap
+// threshold adapts up to 32 MB), but maps every larger one afresh and unmaps it on release.
+// Blocks of at least kPooledBytes therefore return here when released and go to the next
+// request that fits them (its size at most the block's and more than half of it); smaller
+// ones stay with malloc, whose adaptive thresholds depend on seeing them freed. At most
+// kMaxIdleBlocks blocks and kMaxIdleBytes bytes stay idle; the oldest idle block is freed
+// first. Builds with AddressSanitizer pool nothing, so that a use after release is still
+// reported.
 #pragma once
 
 #include <cstddef>
 
 namespace pyrnn {
 
-constexpr std::size_t kPooledBytes = std::size_t(1) << 20;
+constexpr std::size_t kPooledBytes = std::size_t(32) << 20;
 constexpr std::size_t kMaxIdleBlocks = 8;
 constexpr std::size_t kMaxIdleBytes = std::size_t(1) << 30;
 

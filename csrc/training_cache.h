@@ -23,8 +23,9 @@ struct TrainingCache {
   py::array workspace;  // the kernel's training workspace for dims
 };
 
-// An uninitialized (n,) array for a training workspace, its memory from the buffer pool and
-// returned there when the array (and so the cache holding it) is gone.
+// An uninitialized (n,) array for a training workspace: a large one's memory from the buffer
+// pool and returned there when the array (and so the cache holding it) is gone, a smaller one
+// NumPy's.
 template <typename T>
 py::array_t<T> workspace_array(py::ssize_t n) {
   struct Block {
@@ -32,6 +33,7 @@ py::array_t<T> workspace_array(py::ssize_t n) {
     std::size_t bytes;
   };
   const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
+  if (bytes < kPooledBytes) return py::array_t<T>(n);
   auto* block = new Block{take_buffer(bytes), bytes};
   py::capsule owner(block, [](void* b) {
     auto* blk = static_cast<Block*>(b);

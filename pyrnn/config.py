@@ -39,9 +39,10 @@ def get_num_threads() -> int:
 
 def release_memory() -> None:
     """Frees the large buffers pyrnn keeps for reuse between calls. Training workspaces and
-    gate gradients of 1 MB and more go back to a pool when a step is done, so that the next
-    step does not pay a page fault per page of fresh memory; the pool keeps at most 8 idle
-    blocks and 1 GiB. Call this after training when the rest of the program needs the memory."""
+    gate gradients of 32 MB and more go back to a pool when a step is done, so that the next
+    step does not pay a page fault per page of fresh memory (smaller ones are left to malloc,
+    which keeps them itself); the pool keeps at most 8 idle blocks and 1 GiB. Call this after
+    training when the rest of the program needs the memory."""
     _core.release_idle_buffers()
 
 
