@@ -334,7 +334,7 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
                         const py::object& w_hr_obj, const py::object& dw_ih_obj,
                         const py::object& dw_hh_obj, const py::object& db_ih_obj,
                         const py::object& db_hh_obj, const py::object& dw_hr_obj,
-                        const py::object& w_peep_obj, const py::object& dw_peep_obj) {
+                        const py::object& w_peep_obj, const py::object& dw_peep_obj, bool input_grad) {
   const LayerDims& d = cache.dims;
   if (parse_cell(cell_name) != d.cell)
     throw py::value_error(std::string("cache was made by a '") + name_of(d.cell) + "' forward, not '" + cell_name +
@@ -367,7 +367,8 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   std::optional<py::array_t<std::int64_t>> lengths;
   if (!cache.lengths.is_none()) lengths = checked<std::int64_t>(cache.lengths, "cache.lengths", {d.B});
 
-  py::array_t<T> dx({d.T, d.B, d.I});
+  std::optional<py::array_t<T>> dx;
+  if (input_grad) dx = py::array_t<T>({d.T, d.B, d.I});
   py::array_t<T> dh0({d.B, d.P});
   std::optional<py::array_t<T>> dc0;
   if (d.cell == Cell::Lstm) dc0 = py::array_t<T>({d.B, d.H});
@@ -382,7 +383,7 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
   a.dy = in_ptr(dy);
   a.dh_n = in_ptr(dh_n);
   a.dc_n = in_ptr(dc_n);
-  a.dx = dx.mutable_data();
+  a.dx = out_ptr(dx);
   a.dh0 = dh0.mutable_data();
   a.dc0 = out_ptr(dc0);
   a.dw_ih = out_ptr(dw_ih);
@@ -397,20 +398,21 @@ py::tuple backward_impl(const std::string& cell_name, const LayerCache& cache, c
     if constexpr (std::is_same_v<T, float>) kt.layer_backward_f32(d, a);
     else kt.layer_backward_f64(d, a);
   });
-  return py::make_tuple(dx, dh0, dc0 ? py::object(*dc0) : py::none());
+  return py::make_tuple(dx ? py::object(*dx) : py::none(), dh0, dc0 ? py::object(*dc0) : py::none());
 }
 
 py::tuple layer_backward(const std::string& cell, const py::object& cache_obj, const py::object& dy,
                          const py::object& dh_n, const py::object& dc_n, const py::object& w_ih,
                          const py::object& w_hh, const py::object& w_hr, const py::object& dw_ih,
                          const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
-                         const py::object& dw_hr, const py::object& w_peep, const py::object& dw_peep) {
+                         const py::object& dw_hr, const py::object& w_peep, const py::object& dw_peep,
+                         bool input_grad) {
   const auto& cache = cast_training_cache<LayerDims>(cache_obj, "LayerCache", "layer_forward");
   if (is_float32(cache.x, "cache.x"))
     return backward_impl<float>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
-                                w_peep, dw_peep);
+                                w_peep, dw_peep, input_grad);
   return backward_impl<double>(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
-                               w_peep, dw_peep);
+                               w_peep, dw_peep, input_grad);
 }
 
 py::list available_isas() {
@@ -456,9 +458,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("cache"), py::arg("dy"),
         py::arg("dh_n"), py::arg("dc_n"), py::arg("w_ih"), py::arg("w_hh"), py::arg("w_hr"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("dw_hr"),
-        py::arg("w_peep") = py::none(), py::arg("dw_peep") = py::none(),
+        py::arg("w_peep") = py::none(), py::arg("dw_peep") = py::none(), py::arg("input_grad") = true,
         "BPTT through the forward that made `cache`; accumulates weight gradients in place. "
-        "Returns (dx, dh0, dc0 or None).");
+        "Returns (dx, dh0, dc0 or None); dx is None with input_grad=False (the input's gradient "
+        "is not needed, as for a model's data).");
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &num_threads);

@@ -91,7 +91,7 @@ struct LayerBackwardArgs {
   const T* dy;               // (T, B, P)         or null (zeros)
   const T* dh_n;             // (B, P)            or null (zeros)
   const T* dc_n;             // (B, H)            or null (zeros); LSTM only
-  T* dx;                     // (T, B, I)
+  T* dx;                     // (T, B, I)         or null (not wanted)
   T* dh0;                    // (B, P)
   T* dc0;                    // (B, H)            LSTM only, else null
   T* dw_ih;                  // (G*H, I)          +=

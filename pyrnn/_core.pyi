@@ -73,9 +73,10 @@ def fork_limited() -> bool:
 
 def get_num_threads() -> int: ...
 
-def layer_backward(cell: str, cache: object, dy: object, dh_n: object, dc_n: object, w_ih: object, w_hh: object, w_hr: object, dw_ih: object, dw_hh: object, db_ih: object, db_hh: object, dw_hr: object, w_peep: object = ..., dw_peep: object = ...) -> tuple:
+def layer_backward(cell: str, cache: object, dy: object, dh_n: object, dc_n: object, w_ih: object, w_hh: object, w_hr: object, dw_ih: object, dw_hh: object, db_ih: object, db_hh: object, dw_hr: object, w_peep: object = ..., dw_peep: object = ..., input_grad: bool = ...) -> tuple:
     """BPTT through the forward that made `cache`; accumulates weight gradients in place. Returns
-    (dx, dh0, dc0 or None)."""
+    (dx, dh0, dc0 or None); dx is None with input_grad=False (the input's gradient is not
+    needed, as for a model's data)."""
 
 def layer_forward(cell: str, x: numpy.ndarray, h0: object, c0: object, w_ih: object, w_hh: object, b_ih: object, b_hh: object, w_hr: object, lengths: object, reverse: bool, training: bool, packed: object, w_peep: object = ..., outputs: bool = ...) -> tuple:
     """One layer, one direction, whole sequence; packed: pack_layer of the same weights or None.

@@ -157,9 +157,10 @@ class RecurrentLayer(Module):
         raise NotImplementedError
 
     def _backprop_layer(self, layer: int, caches: list[Any], dy: np.ndarray | None,
-                        dfinal: list[np.ndarray], d0: list[np.ndarray]) -> np.ndarray:
+                        dfinal: list[np.ndarray], d0: list[np.ndarray], input_grad: bool) -> np.ndarray | None:
         """BPTT through layer ``layer``: writes the initial-state gradients into ``d0``,
-        accumulates the weight gradients, returns the gradient of the layer's input."""
+        accumulates the weight gradients, returns the gradient of the layer's input (a layer
+        may skip it and return None when ``input_grad`` is False)."""
         raise NotImplementedError
 
     def _memory_estimate(self, T: int, B: int) -> int:
@@ -238,8 +239,9 @@ class RecurrentLayer(Module):
 
     # -- backward ----------------------------------------------------------------------------------
 
-    def _backward(self, dy: Any, dstates: list[Any]):
-        """``(dx, initial-state gradients)`` through the last training-mode forward."""
+    def _backward(self, dy: Any, dstates: list[Any], input_grad: bool = True):
+        """``(dx, initial-state gradients)`` through the last training-mode forward; dx is None
+        with ``input_grad=False``."""
         tape = self._need_cache(self._tape)
         self._tape = None
         T, B = tape.T, tape.B
@@ -251,13 +253,14 @@ class RecurrentLayer(Module):
         else:
             d0 = [np.empty_like(d) for d in dfinal]
             for layer in reversed(range(self.num_layers)):
-                d_input = self._backprop_layer(layer, tape.caches, d_out, dfinal, d0)
+                d_input = self._backprop_layer(layer, tape.caches, d_out, dfinal, d0, layer > 0 or input_grad)
                 if layer > 0 and tape.masks[layer - 1] is not None:
                     with np.errstate(invalid="ignore"):
                         d_input = d_input * tape.masks[layer - 1]
                 d_out = d_input
             dx = d_out
-        return self._to_user_layout(dx, tape.batched), [self._state_out(d, tape.batched) for d in d0]
+        dx = self._to_user_layout(dx, tape.batched) if input_grad else None
+        return dx, [self._state_out(d, tape.batched) for d in d0]
 
     def _output_grad(self, dy: Any, tape: Tape) -> np.ndarray | None:
         if dy is None:

@@ -95,7 +95,7 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
             return None
         return ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)
 
-    def _backprop_layer(self, layer, caches, dy, dfinal, d0):
+    def _backprop_layer(self, layer, caches, dy, dfinal, d0, input_grad):
         ops = _backend.ops()
         D, P = self.num_directions, self.output_size
         dh_n, dc_n = dfinal[0], (dfinal[1] if len(dfinal) > 1 else None)
@@ -109,11 +109,12 @@ class _CoreLayer(PackedKernels, RecurrentLayer):
             *grads, dw_peep = self._arrays(self._grads, layer, direction)
             dx, dh, dc = ops.layer_backward(
                 self.cell, caches[k], dy_k, dh_n[k], None if dc_n is None else dc_n[k],
-                w_ih, w_hh, w_hr, *grads, w_peep=w_peep, dw_peep=dw_peep)
+                w_ih, w_hh, w_hr, *grads, w_peep=w_peep, dw_peep=dw_peep, input_grad=input_grad)
             d0[0][k] = dh
             if dc_n is not None:
                 d0[1][k] = dc
-            d_input = dx if d_input is None else d_input + dx
+            if input_grad:
+                d_input = dx if d_input is None else d_input + dx
         return d_input
 
     # -- streaming -----------------------------------------------------------------------------
@@ -177,9 +178,11 @@ class _SingleStateLayer(_CoreLayer):
         y, (h_n,) = self._forward(x, [h0], lengths)
         return y, h_n
 
-    def backward(self, dy: Any, dh_n: Any = None):
-        """BPTT through the last training-mode forward: returns ``(dx, dh0)``."""
-        dx, (dh0,) = self._backward(dy, [dh_n])
+    def backward(self, dy: Any, dh_n: Any = None, input_grad: bool = True):
+        """BPTT through the last training-mode forward: returns ``(dx, dh0)``; dx is None with
+        ``input_grad=False``, which skips the product that computes it (for a model's data,
+        whose gradient nothing reads)."""
+        dx, (dh0,) = self._backward(dy, [dh_n], input_grad)
         return dx, dh0
 
     def step(self, x_t: Any, h: Any = None):
@@ -245,10 +248,11 @@ class LSTM(_CoreLayer):
         y, (h_n, c_n) = self._forward(x, [h0, c0], lengths)
         return y, (h_n, c_n)
 
-    def backward(self, dy: Any, dstate: Any = None):
-        """BPTT through the last training-mode forward: returns ``(dx, (dh0, dc0))``."""
+    def backward(self, dy: Any, dstate: Any = None, input_grad: bool = True):
+        """BPTT through the last training-mode forward: returns ``(dx, (dh0, dc0))``; dx is None
+        with ``input_grad=False``, which skips the product that computes it."""
         dh_n, dc_n = _checks.pair(dstate, "dstate", ("dh_n", "dc_n"))
-        dx, (dh0, dc0) = self._backward(dy, [dh_n, dc_n])
+        dx, (dh0, dc0) = self._backward(dy, [dh_n, dc_n], input_grad)
         return dx, (dh0, dc0)
 
     def step(self, x_t: Any, state: Any = None):

@@ -522,7 +522,7 @@ def layer_step(x, h, c, packed):
 
 
 def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, db_ih, db_hh, dw_hr,
-                   w_peep=None, dw_peep=None):
+                   w_peep=None, dw_peep=None, input_grad=True):
     """Backpropagation through time of the :func:`layer_forward` that gave ``cache``.
 
     ``dy`` ``(T, B, P)``, ``dh_n`` ``(B, P)``, ``dc_n`` ``(B, H)`` may each be
@@ -530,7 +530,8 @@ def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, 
     gradients are accumulated in place into ``dw_ih``, ``dw_hh``, ``db_ih``,
     ``db_hh`` (None without bias), ``dw_hr`` (None without projection) and ``dw_peep``
     (None without peepholes, then ``w_peep`` is None too).
-    Returns ``(dx, dh0, dc0)`` with ``dc0`` None unless LSTM.
+    Returns ``(dx, dh0, dc0)`` with ``dc0`` None unless LSTM and ``dx`` None with
+    ``input_grad=False``.
     """
     if cache is None:
         raise RuntimeError("layer_backward: no cache (the forward ran with training=False)")
@@ -567,5 +568,5 @@ def layer_backward(cell, cache, dy, dh_n, dc_n, w_ih, w_hh, w_hr, dw_ih, dw_hh, 
     dw_ih += dxg_valid.T @ x[mask]
     if db_ih is not None:
         db_ih += dxg_valid.sum(axis=0)
-    dx = (dxg.reshape(T * B, G * H) @ w_ih).reshape(T, B, I)
+    dx = (dxg.reshape(T * B, G * H) @ w_ih).reshape(T, B, I) if input_grad else None
     return dx, dh, dc

@@ -4,6 +4,8 @@ batches, validation metrics, truncated BPTT, gradient clipping, callbacks, a pro
 a returned :class:`History`; ``pyrnn.plot_history`` draws it."""
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import sys
 import time
@@ -170,6 +172,17 @@ def _resolve_loss(loss: Any) -> Callable[..., Any]:
     if not callable(loss):
         raise TypeError(f"loss must be callable (outputs, targets, mask=None) -> (loss, doutputs), got {type(loss).__name__}")
     return loss
+
+
+def _backward_of(model: Any) -> Callable[[Any], Any]:
+    """``model.backward``, told to skip the gradient of the model's input where it takes
+    ``input_grad`` (fit never reads that gradient, and for a recurrent model's data it is a
+    product as large as the input projection's)."""
+    try:
+        takes_flag = "input_grad" in inspect.signature(model.backward).parameters
+    except (TypeError, ValueError):
+        takes_flag = False
+    return functools.partial(model.backward, input_grad=False) if takes_flag else model.backward
 
 
 def _split(data: Any, name: str) -> tuple[Any, Any, Any]:
@@ -384,6 +397,7 @@ def fit(model: Any, train_data: Any, loss: Any, optimizer: Any, epochs: int = 10
 def _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data, shuffle, seed, clip_grad_norm,
          clip_grad_value, tbptt, stateful, callbacks, metrics, scheduler, progress, file, dp) -> History:
     loss_fn = _resolve_loss(loss)
+    backward = _backward_of(model)
     inputs, targets, lengths = _split(train_data, "train_data")
     if validation_data is not None:
         _split(validation_data, "validation_data")
@@ -446,7 +460,7 @@ def _fit(model, train_data, loss, optimizer, epochs, batch_size, validation_data
                             bar.close()
                         raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {value}; lower the "
                                                  "learning rate or clip the gradients")
-                    model.backward(dout)
+                    backward(dout)
                     w = float(np.sum(mask)) if mask is not None else float(len(idx))
                 if dp:
                     dp.average_gradients(model, w)

@@ -87,9 +87,10 @@ class _XLayer(RecurrentLayer):
         y, finals = self._forward(x, self._state_parts(state, "state"), lengths)
         return y, tuple(finals)
 
-    def backward(self, dy: Any, dstate: Any = None):
-        """BPTT through the last training-mode forward: ``(dx, initial-state gradients)``."""
-        dx, d0 = self._backward(dy, self._state_parts(dstate, "dstate"))
+    def backward(self, dy: Any, dstate: Any = None, input_grad: bool = True):
+        """BPTT through the last training-mode forward: ``(dx, initial-state gradients)``; dx is
+        None with ``input_grad=False``."""
+        dx, d0 = self._backward(dy, self._state_parts(dstate, "dstate"), input_grad)
         return dx, tuple(d0)
 
     def _run_layer(self, layer, x, states, finals, lengths, training, caches, outputs=True):
@@ -100,7 +101,7 @@ class _XLayer(RecurrentLayer):
         caches.append(cache)
         return y
 
-    def _backprop_layer(self, layer, caches, dy, dfinal, d0):
+    def _backprop_layer(self, layer, caches, dy, dfinal, d0, input_grad):
         dx, *dstates = self._layer_backward(_ops(), layer, caches[layer], dy, [d[layer] for d in dfinal])
         for acc, s in zip(d0, dstates):
             acc[layer] = s

@@ -65,6 +65,25 @@ def test_seq2seq_gradients(cell):
     check_input_grad(lambda xx: m(xx, lengths), m.backward, x)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: Seq2Vec(2, 3, hidden_size=4, cell="lstm", bidirectional=True, num_layers=2, dtype=F64, seed=0),
+    lambda: Seq2Seq(2, 3, hidden_size=4, cell="gru", num_layers=2, dtype=F64, seed=0),
+    lambda: Seq2Vec(2, 3, hidden_size=4, cell="slstm", dtype=F64, seed=0),
+], ids=["seq2vec", "seq2seq", "seq2vec-slstm"])
+def test_backward_without_input_grad(make):
+    """backward(dout, input_grad=False) returns None and the same parameter gradients."""
+    x = np.random.default_rng(4).standard_normal((3, 5, 2))
+    grads = []
+    for input_grad in (True, False):
+        m = make()
+        out = m(x, [5, 2, 4])
+        dx = m.backward(np.ones_like(out), input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads.append({k: g.copy() for k, g in m.grads.items()})
+    for k in grads[0]:
+        assert np.array_equal(grads[0][k], grads[1][k]), k
+
+
 @pytest.mark.parametrize("condition", ["init", "input", "both"])
 def test_vec2seq_gradients(condition):
     m = Vec2Seq(4, 6, hidden_size=5, num_layers=2, condition=condition, dtype=F64, seed=0)

@@ -173,3 +173,37 @@ def test_outputs_false_is_for_inference(ops):
     with pytest.raises(ValueError, match="outputs=False is for inference"):
         ops.layer_forward("rnn_tanh", x, h0, None, w_ih, w_hh, None, None, None, None, False, True, None,
                           outputs=False)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_grad_false_skips_only_dx(cell, restore_native_settings):
+    """backward(input_grad=False) returns dx None and every other gradient bit for bit as with
+    dx, natively (every ISA, 1 and 2 threads, with every split reached) and in the reference."""
+    opts = dict(num_layers=2, bidirectional=True, batch_first=False, proj=cell == "lstm", bias=True,
+                lengths=True, unbatched=False, initial_state=True, dropout=0.0)
+
+    def run(input_grad):
+        layer = _make_layer(cell, opts, np.float64, I, H)
+        rng = np.random.default_rng(3)
+        y, _ = layer(rng.standard_normal((T, B, I)), lengths=np.array([T, 1, 4]))
+        dx, d0 = layer.backward(rng.standard_normal(y.shape), input_grad=input_grad)
+        return dx, d0 if isinstance(d0, tuple) else (d0,), {k: g.copy() for k, g in layer.grads.items()}
+
+    testing = _core._thread_testing()
+    targets = [("reference", None, 1)] + [("native", isa, t) for isa, t in _targets()]
+    try:
+        _core._set_thread_testing(0.0, "auto")
+        for backend, isa, threads in targets:
+            with use_backend(backend):
+                if isa:
+                    _core.select_isa(isa)
+                    _core.set_num_threads(threads)
+                dx, d0, grads = run(True)
+                none, d0_skip, grads_skip = run(False)
+            where = f"{backend} {isa} threads={threads}"
+            assert dx is not None and none is None, where
+            assert all(np.array_equal(a, b) for a, b in zip(d0, d0_skip)), where
+            for k in grads:
+                assert np.array_equal(grads[k], grads_skip[k]), (where, k)
+    finally:
+        _core._set_thread_testing(*testing)

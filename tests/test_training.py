@@ -179,3 +179,31 @@ def test_fit_errors():
         fit(m, (X, y[:3]), "mse", optim.SGD(m))
     with pytest.raises(FloatingPointError, match="loss is"):
         fit(m, (X, y * np.inf), "mse", optim.SGD(m), progress=False)
+
+
+def test_fit_skips_the_input_gradient_where_backward_can():
+    """fit calls backward(dout, input_grad=False) on a model that takes the flag (the same
+    weights as a loop that computes dx) and plain backward(dout) on one that does not."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 6, 3)).astype(np.float32), rng.integers(0, 2, 32)
+    seen = []
+
+    class Spy(pyrnn.Seq2Vec):
+        def backward(self, dout, input_grad=True):
+            seen.append(input_grad)
+            return super().backward(dout, input_grad)
+
+    class Plain(pyrnn.Seq2Vec):
+        def backward(self, dout):
+            seen.append("plain")
+            return super().backward(dout)
+
+    weights = []
+    for cls in (Spy, Plain):
+        net = cls(input_size=3, output_size=2, hidden_size=5, seed=1)
+        pyrnn.fit(net, (X, y), "cross_entropy", pyrnn.optim.Adam(net, lr=1e-2), epochs=2, batch_size=8,
+                  shuffle=False, progress=False)
+        weights.append(net.state_dict())
+    assert seen == [False] * 8 + ["plain"] * 8
+    for k in weights[0]:
+        assert np.array_equal(weights[0][k], weights[1][k]), k

@@ -301,7 +301,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   if (TT == 0 || B == 0) {
     copy_or_zero(a.dh_n, a.dh0, B * P);
     if (lstm) copy_or_zero(a.dc_n, a.dc0, B * H);
-    std::fill(a.dx, a.dx + TT * B * I, T(0));
+    if (a.dx) std::fill(a.dx, a.dx + TT * B * I, T(0));
     return;
   }
   const index G = gate_count(d.cell), GH = G * H, TB = TT * B;
@@ -362,7 +362,7 @@ void layer_backward(const LayerDims& d, const LayerBackwardArgs<T>& a) {
   std::vector<T> x_valid, hprev_valid, hraw_valid;
   const T* x = valid_input_rows(a.x, TB, B, I, a.lengths, x_valid);
   const T* hprev = valid_input_rows(c.ws.hprev, TB, B, P, a.lengths, hprev_valid);
-  gemm<T>(false, false, TB, I, GH, c.dG, c.ldG, a.w_ih, I, T(0), a.dx, I);
+  if (a.dx) gemm<T>(false, false, TB, I, GH, c.dG, c.ldG, a.w_ih, I, T(0), a.dx, I);
   gemm<T>(true, false, GH, I, TB, c.dG, c.ldG, x, I, T(1), a.dw_ih, I);
   if (gru || gru_rb) {
     gemm<T>(true, false, 2 * H, P, TB, c.dG, c.ldG, hprev, P, T(1), a.dw_hh, P);

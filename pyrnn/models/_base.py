@@ -182,14 +182,15 @@ def final_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any
     return tuple(layer._final_states(x, [None if state is None else state[0]], lengths))
 
 
-def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None):
-    """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state."""
+def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None, input_grad: bool = True):
+    """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state;
+    dx is None with ``input_grad=False`` (except from an xLSTM block stack)."""
     if is_stack(layer):
         return layer.backward(dy), ()
     if is_xlstm(layer) or has_cell_state(layer):
-        dx, d0 = layer.backward(dy, None if dstate is None else tuple(dstate))
+        dx, d0 = layer.backward(dy, None if dstate is None else tuple(dstate), input_grad=input_grad)
         return dx, tuple(d0)
-    dx, dh = layer.backward(dy, None if dstate is None else dstate[0])
+    dx, dh = layer.backward(dy, None if dstate is None else dstate[0], input_grad=input_grad)
     return dx, (dh,)
 
 

@@ -129,11 +129,12 @@ class _Recurrent(Model):
         self.final_state = st
         return y, st
 
-    def _encode_backward(self, dy: Any, dstate: tuple | None):
-        dx, _ = backward_recurrent(self.rnn, dy, dstate)
+    def _encode_backward(self, dy: Any, dstate: tuple | None, input_grad: bool):
         if self.embedding is not None:
+            dx, _ = backward_recurrent(self.rnn, dy, dstate)
             self.embedding.backward(dx)
             return None
+        dx, _ = backward_recurrent(self.rnn, dy, dstate, input_grad)
         return dx
 
     def _step_input(self, x_t: Any) -> np.ndarray:
@@ -237,8 +238,9 @@ class Seq2Vec(_Recurrent):
         """The pooled features (B, features) the head reads, in eval mode: a sequence embedding."""
         return self._in_eval(lambda: self._pool(x, lengths, None))
 
-    def backward(self, dout: Any) -> np.ndarray | None:
-        """Backpropagate ``dL/dy`` (B, output_size); returns dL/dx (None for token inputs)."""
+    def backward(self, dout: Any, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``dL/dy`` (B, output_size); returns dL/dx (None for token inputs, and
+        with ``input_grad=False``, which skips computing it: ``fit`` does)."""
         cache = self._need_cache(self._cache)
         self._cache = None
         dpooled = self.drop.backward(self.head.backward(dout))
@@ -254,7 +256,7 @@ class Seq2Vec(_Recurrent):
             dy = (mask[..., None] * (dpooled / cache["lengths"][:, None])[:, None, :]).astype(self.dtype)
         else:
             np.put_along_axis(dy, cache["argmax"][:, None, :], dpooled[:, None, :], axis=1)
-        return self._encode_backward(dy, None)
+        return self._encode_backward(dy, None, input_grad)
 
     def step(self, x_t: Any, state: Any = None) -> tuple[np.ndarray, Any]:
         """Stream one step: ``y, state = model.step(x_t, state)`` with x_t (B,) token ids or
@@ -327,11 +329,12 @@ class Seq2Seq(_Recurrent):
         y, _ = self._encode(x, lengths, state)
         return self.head(self.drop(y))
 
-    def backward(self, dout: Any) -> np.ndarray | None:
-        """Backpropagate ``dL/dy`` (B, T, output_size); returns dL/dx (None for token inputs).
-        The initial state gets no gradient (truncated BPTT cuts there)."""
+    def backward(self, dout: Any, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``dL/dy`` (B, T, output_size); returns dL/dx (None for token inputs, and
+        with ``input_grad=False``, which skips computing it: ``fit`` does). The initial state
+        gets no gradient (truncated BPTT cuts there)."""
         dy = self.drop.backward(self.head.backward(dout))
-        return self._encode_backward(dy, None)
+        return self._encode_backward(dy, None, input_grad)
 
     def collate(self, inputs: Any, targets: Any, lengths: Any = None) -> Batch:
         x, lens = self._collate_inputs(inputs, lengths)
