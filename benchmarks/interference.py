@@ -15,6 +15,10 @@ call right after a call of its own:
     numpy-after-pyrnn   the NumPy matmul after pyrnn's LSTM inference
     ort-after-pyrnn     the ONNX Runtime run after pyrnn's
     torch-after-pyrnn   the PyTorch forward after pyrnn's
+    numpy-after-copy, pyrnn-after-copy
+                        the same calls after a one-thread copy of 32 MB, which has no threads
+                        at all: what any call in between costs the next one because the
+                        caches hold its data (the part of a ratio no thread pool can remove)
 
 Every library runs on the same thread count (default: all cores), NumPy's BLAS on its default.
 The two orders are timed in turns (alone, after neighbour, alone, ...), each sample preceded by
@@ -45,7 +49,7 @@ sys.path.insert(0, str(HERE))
 
 LIBRARIES = ("numpy", "ort", "torch")
 CASES = (tuple(f"pyrnn-after-{lib}" for lib in LIBRARIES + ("ort_nospin",))
-         + tuple(f"{lib}-after-pyrnn" for lib in LIBRARIES))
+         + tuple(f"{lib}-after-pyrnn" for lib in LIBRARIES) + ("numpy-after-copy", "pyrnn-after-copy"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,6 +99,10 @@ def make_call(lib: str, args: argparse.Namespace):
             with torch.no_grad():
                 m(xt)
         return run
+    if lib == "copy":
+        src = np.ones(8 << 20, np.float32)
+        dst = np.empty_like(src)
+        return lambda: np.copyto(dst, src)
     raise ValueError(lib)
 
 
