@@ -182,6 +182,18 @@ def final_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any
     return tuple(layer._final_states(x, [None if state is None else state[0]], lengths))
 
 
+def top_state_grad(layer: Any, dtop: np.ndarray) -> tuple | None:
+    """The final-state gradients of a core layer (RNN, LSTM, GRU) whose loss reads only its top
+    layer's final states, ``dtop`` (B, D * H_out) with the directions side by side: dh_n zero
+    below the top layer, and no dc_n. None for the other layers."""
+    if not hasattr(layer, "_final_states") or is_xlstm(layer) or is_stack(layer):
+        return None
+    D, P, B = num_directions(layer), output_size(layer), dtop.shape[0]
+    dh_n = np.zeros((layer.num_layers * D, B, P), layer.dtype)
+    dh_n[-D:] = dtop.reshape(B, D, P).transpose(1, 0, 2)
+    return (dh_n, None) if has_cell_state(layer) else (dh_n,)
+
+
 def backward_recurrent(layer: Any, dy: Any, dstate: tuple | None, input_grad: bool = True):
     """``dx, dstate0`` with the state gradients as a tuple like :func:`run_recurrent`'s state;
     dx is None with ``input_grad=False`` (except from an xLSTM block stack)."""

@@ -14,7 +14,7 @@ from ..nn import Dropout, Embedding, Linear
 from ..nn.layers import torch_free
 from ._base import (Batch, Model, backward_recurrent, cell_config, child_seed, final_recurrent, is_array, is_stack,
                     make_recurrent, num_directions, output_size, pad_sequences, run_recurrent, sequence_mask,
-                    step_recurrent)
+                    step_recurrent, top_state_grad)
 from .decoding import sample_next
 
 
@@ -244,6 +244,12 @@ class Seq2Vec(_Recurrent):
         cache = self._need_cache(self._cache)
         self._cache = None
         dpooled = self.drop.backward(self.head.backward(dout))
+        if self.pooling == "last":
+            # The pooled features are the top layer's final states (see _last_states): their
+            # gradient enters there, with no (B, T, features) output gradient to build and read.
+            dstate = top_state_grad(self.rnn, dpooled)
+            if dstate is not None:
+                return self._encode_backward(None, dstate, input_grad)
         B, T, F = cache["shape"]
         dy = np.zeros((B, T, F), self.dtype)
         if self.pooling == "last":
