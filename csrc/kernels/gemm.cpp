@@ -347,13 +347,17 @@ void pack_a_strips(bool trans_a, index m, index kc, const T* A, index lda, T* ds
   }
 }
 
+// Rows a multiple of this many bytes apart put a tile's MR rows into at most two of the L1's
+// sets (64 sets of 64-byte lines), where they evict one another.
+constexpr index kSetAliasingBytes = 2048;
+
 // Whether a product of m x n outputs packs its A into strips (else the tiles read A in place:
 // the same products, bit for bit). Packing copies A once per column block, which pays only
 // when many panels reuse the strips and A in place is slow to read: a transposed A, or rows a
-// multiple of 2 KB apart, which put a tile's MR rows into at most two of the L1's sets.
+// multiple of kSetAliasingBytes apart.
 template <typename T>
 bool packs_a(bool trans_a, index m, index n, index lda) {
-  return m >= Blocking<T>::MR && n > 128 && (trans_a || (lda * index(sizeof(T))) % 2048 == 0);
+  return m >= Blocking<T>::MR && n > 128 && (trans_a || (lda * index(sizeof(T))) % kSetAliasingBytes == 0);
 }
 
 // C block (mc, nc) from the op(A) block (mc, kc) at a times B panels (panel p at b + p*ps_b,
@@ -496,7 +500,7 @@ index packed_panel_width() {
 
 template <typename T>
 index gemm_row_stride(index n) {
-  return (n * index(sizeof(T))) % 2048 == 0 ? n + 64 / index(sizeof(T)) : n;
+  return (n * index(sizeof(T))) % kSetAliasingBytes == 0 ? n + 64 / index(sizeof(T)) : n;
 }
 
 template <typename T>
