@@ -171,10 +171,16 @@ def run_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any):
     return y, (h,)
 
 
+def is_core(layer: Any) -> bool:
+    """A core layer (RNN, LSTM, GRU): its top layer's outputs are its final states where the
+    sequences end, which the models read directly."""
+    return hasattr(layer, "_final_states") and not is_xlstm(layer) and not is_stack(layer)
+
+
 def final_recurrent(layer: Any, x: np.ndarray, state: tuple | None, lengths: Any) -> tuple | None:
     """The final state tuple of an eval-mode :func:`run_recurrent` without its per-step outputs,
     for the core layers (RNN, LSTM, GRU; None for the others: call run_recurrent)."""
-    if not hasattr(layer, "_final_states") or is_xlstm(layer) or is_stack(layer):
+    if not is_core(layer):
         return None
     if has_cell_state(layer):
         h0, c0 = (None, None) if state is None else tuple(state)
@@ -186,7 +192,7 @@ def top_state_grad(layer: Any, dtop: np.ndarray) -> tuple | None:
     """The final-state gradients of a core layer (RNN, LSTM, GRU) whose loss reads only its top
     layer's final states, ``dtop`` (B, D * H_out) with the directions side by side: dh_n zero
     below the top layer, and no dc_n. None for the other layers."""
-    if not hasattr(layer, "_final_states") or is_xlstm(layer) or is_stack(layer):
+    if not is_core(layer):
         return None
     D, P, B = num_directions(layer), output_size(layer), dtop.shape[0]
     dh_n = np.zeros((layer.num_layers * D, B, P), layer.dtype)
